@@ -1,0 +1,1 @@
+"""Adapters between napari's plugin contributions and the core (reader, writer, samples)."""

@@ -1,0 +1,1 @@
+"""Science core: pure functions on NumPy arrays. Imports neither Qt nor napari."""

@@ -1,0 +1,674 @@
+"""Image and atom-position file I/O.
+
+Images come in as ``float32`` arrays with their pixel size in Å; positions are
+``(N, 2)`` float arrays in (row, col) pixels, exactly as napari Points store them.
+Files use explicit ``x_px, y_px`` columns (x = column, y = row): the conversion
+between the two orders happens here and nowhere else.
+
+Decisions documented here because every caller relies on them:
+
+* **Non-finite pixels.** :func:`as_image_2d` raises by default
+  (``nan_policy="raise"``) and names how many pixels and where the first one is.
+  With ``nan_policy="replace"`` they are replaced by the median of the finite
+  pixels, a :class:`UserWarning` is issued and the count is returned, so that a
+  viewer can still show a partly masked image. Science code always calls it
+  with ``"raise"``.
+* **RGB(A).** Converted to luminance (Rec. 709 weights, alpha dropped) with a
+  warning: microscopes record single-channel data, so colour means an export.
+* **Stacks.** Never flattened silently. :func:`read_image` refuses them unless
+  ``allow_stack=True`` (the napari reader opens them as a stack layer), and
+  :func:`as_image_2d` raises a ``ValueError`` that says what to do.
+
+This module imports neither Qt nor napari.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "POSITION_SUFFIXES",
+    "LabelTable",
+    "as_image_2d",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "length_unit_to_A",
+    "read_image",
+    "read_positions",
+    "rgb_to_luminance",
+    "write_positions",
+]
+
+logger = logging.getLogger(__name__)
+
+#: File suffixes :func:`read_image` understands (lower case).
+IMAGE_SUFFIXES = (".tif", ".tiff", ".npy", ".dm3", ".dm4", ".emd", ".ser", ".mrc")
+#: File suffixes :func:`read_positions` understands.
+POSITION_SUFFIXES = (".csv",)
+
+_RSCIIO_READERS = {
+    ".dm3": "rsciio.digitalmicrograph",
+    ".dm4": "rsciio.digitalmicrograph",
+    ".emd": "rsciio.emd",
+    ".ser": "rsciio.tia",
+    ".mrc": "rsciio.mrc",
+}
+
+# One length unit -> Å. Keys are compared after lower-casing and stripping.
+_ANGSTROM_PER_UNIT = {
+    "m": 1e10,
+    "cm": 1e8,
+    "mm": 1e7,
+    "um": 1e4,
+    "µm": 1e4,
+    "μm": 1e4,
+    "micron": 1e4,
+    "microns": 1e4,
+    "micrometer": 1e4,
+    "micrometre": 1e4,
+    "nm": 10.0,
+    "nanometer": 10.0,
+    "nanometre": 10.0,
+    "a": 1.0,
+    "å": 1.0,
+    "Å": 1.0,  # U+212B ANGSTROM SIGN
+    "ang": 1.0,
+    "angstrom": 1.0,
+    "angstroms": 1.0,
+    "pm": 0.01,
+    "picometer": 0.01,
+    "picometre": 0.01,
+}
+
+# Calibrations outside this range are not HR-STEM pixel sizes; the usual case is
+# a TIFF that carries a default 72 dpi "resolution" that no microscope wrote.
+_PLAUSIBLE_PIXEL_SIZE_A = (1e-3, 1e4)
+
+_REC709_WEIGHTS = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------
+# Units and array checks
+# ----------------------------------------------------------------------------
+
+
+def length_unit_to_A(unit: str | None) -> float | None:
+    """Return how many Å one ``unit`` is, or ``None`` if it is not a length.
+
+    Parameters
+    ----------
+    unit : str or None
+        A unit name as written by microscope software: ``"nm"``, ``"pm"``,
+        ``"Å"``, ``"µm"``, ``"micron"``... Reciprocal units (``"1/nm"``) and
+        empty strings are not lengths.
+
+    Returns
+    -------
+    float or None
+        Å per unit.
+    """
+    if unit is None:
+        return None
+    key = str(unit).strip()
+    if not key:
+        return None
+    if key in _ANGSTROM_PER_UNIT:
+        return _ANGSTROM_PER_UNIT[key]
+    return _ANGSTROM_PER_UNIT.get(key.lower())
+
+
+def rgb_to_luminance(rgb: np.ndarray) -> np.ndarray:
+    """Convert an ``(H, W, 3)`` or ``(H, W, 4)`` array to luminance.
+
+    Uses Rec. 709 weights; an alpha channel is dropped.
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (H, W, 3 or 4)
+
+    Returns
+    -------
+    ndarray of float32, shape (H, W)
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[-1] not in (3, 4):
+        raise ValueError(f"expected an (H, W, 3) or (H, W, 4) RGB(A) array, got shape {rgb.shape}")
+    return rgb[..., :3].astype(np.float32) @ _REC709_WEIGHTS
+
+
+def _looks_like_rgb(array: np.ndarray) -> bool:
+    return array.ndim == 3 and array.shape[-1] in (3, 4) and min(array.shape[:2]) > 4
+
+
+def as_image_2d(
+    image: Any,
+    *,
+    name: str = "image",
+    nan_policy: str = "raise",
+) -> np.ndarray:
+    """Validate an image for atom-column analysis and return it as 2D float32.
+
+    Parameters
+    ----------
+    image : array_like
+        A 2D image; an ``(H, W, 3|4)`` RGB(A) array is converted to luminance
+        with a warning.
+    name : str
+        What to call the image in error messages.
+    nan_policy : {"raise", "replace"}
+        What to do with NaN or infinite pixels: raise a ``ValueError``, or
+        replace them by the median of the finite pixels (with a warning).
+
+    Returns
+    -------
+    ndarray of float32, shape (H, W)
+
+    Raises
+    ------
+    ValueError
+        For stacks, empty images, complex data, images without a finite pixel
+        and, with ``nan_policy="raise"``, any non-finite pixel.
+    """
+    return _checked_image_2d(image, name, nan_policy)[0]
+
+
+def _checked_image_2d(image: Any, name: str, nan_policy: str) -> tuple[np.ndarray, dict]:
+    """:func:`as_image_2d`, also returning what it changed (for file metadata)."""
+    if nan_policy not in ("raise", "replace"):
+        raise ValueError(f"nan_policy must be 'raise' or 'replace', not {nan_policy!r}")
+    changes: dict[str, Any] = {}
+    array = np.asarray(image)
+    if np.iscomplexobj(array):
+        raise ValueError(
+            f"{name} holds complex numbers (shape {array.shape}); take its modulus or "
+            "real part first"
+        )
+    if array.dtype == bool:
+        array = array.astype(np.float32)
+    if not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"{name} is not numeric (dtype {array.dtype})")
+    if _looks_like_rgb(array):
+        warnings.warn(
+            f"{name} is RGB(A) with shape {array.shape}; converted to luminance "
+            "(Rec. 709 weights). Export single-channel data from the microscope "
+            "software for quantitative work.",
+            UserWarning,
+            stacklevel=3,
+        )
+        array = rgb_to_luminance(array)
+        changes["rgb_converted"] = True
+    if array.ndim != 2:
+        if array.ndim == 3:
+            hint = (
+                f"it looks like a stack of {array.shape[0]} frames: pick one frame "
+                "(image[0]) or average aligned frames (image.mean(axis=0)) first"
+            )
+        else:
+            hint = "atom-column analysis needs a single 2D image"
+        raise ValueError(f"{name} has shape {array.shape}, not 2D: {hint}")
+    if array.size == 0:
+        raise ValueError(f"{name} is empty (shape {array.shape})")
+    array = array.astype(np.float32, copy=False)
+    finite = np.isfinite(array)
+    if not finite.all():
+        n_bad = int(array.size - np.count_nonzero(finite))
+        if n_bad == array.size:
+            raise ValueError(f"{name} has no finite pixel: all {array.size} are NaN or Inf")
+        first = np.unravel_index(int(np.argmin(finite)), array.shape)
+        where = f"first at row {first[0]}, col {first[1]}"
+        if nan_policy == "raise":
+            raise ValueError(
+                f"{name} has {n_bad} NaN/Inf pixel(s) ({where}); mask or fill them "
+                "before analysis (read_image(..., nan_policy='replace') fills them "
+                "with the median)"
+            )
+        fill = float(np.median(array[finite]))
+        array = np.where(finite, array, np.float32(fill))
+        message = f"{name}: replaced {n_bad} NaN/Inf pixel(s) ({where}) by the median {fill:.6g}"
+        logger.warning(message)
+        warnings.warn(message, UserWarning, stacklevel=3)
+        changes["n_nonfinite_replaced"] = n_bad
+    return np.ascontiguousarray(array), changes
+
+
+def _plausible_pixel_size(pixel_size_A: float | None, source: str, metadata: dict) -> float | None:
+    if pixel_size_A is None or not math.isfinite(pixel_size_A) or pixel_size_A <= 0:
+        return None
+    low, high = _PLAUSIBLE_PIXEL_SIZE_A
+    if not low <= pixel_size_A <= high:
+        metadata.setdefault("notes", []).append(
+            f"ignored a {source} calibration of {pixel_size_A:.4g} Å/px: not a plausible "
+            "HR-STEM pixel size; set the pixel size by hand"
+        )
+        return None
+    metadata["pixel_size_source"] = source
+    return float(pixel_size_A)
+
+
+# ----------------------------------------------------------------------------
+# Images
+# ----------------------------------------------------------------------------
+
+
+def read_image(
+    path: str | os.PathLike,
+    *,
+    allow_stack: bool = False,
+    nan_policy: str = "raise",
+) -> tuple[np.ndarray, float | None, dict]:
+    """Read a microscope image and its pixel size.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``.tif/.tiff`` (pixel size from ImageJ, OME or resolution tags),
+        ``.npy``, or a ``.dm3/.dm4/.emd/.ser/.mrc`` file (read through
+        RosettaSciIO; pixel size from its calibrated axes).
+    allow_stack : bool
+        Return a 3D stack as it is instead of raising.
+    nan_policy : {"raise", "replace"}
+        See :func:`as_image_2d`.
+
+    Returns
+    -------
+    image : ndarray of float32
+        ``(H, W)``, or ``(N, H, W)`` for a stack when ``allow_stack``.
+    pixel_size_A : float or None
+        Å per pixel, ``None`` when the file has no length calibration.
+    metadata : dict
+        ``source_path``, ``format``, ``original_shape``, ``original_dtype``,
+        ``pixel_size_source`` and, when relevant, ``notes``, ``signals`` (all
+        signals of a multi-signal file) and ``n_nonfinite_replaced``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file does not exist.
+    ValueError
+        For unsupported suffixes, unreadable files, files without an image, and
+        the array problems listed in :func:`as_image_2d`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such image file: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ValueError(
+            f"{path.name}: unsupported image type {suffix!r}; atombench reads "
+            + ", ".join(IMAGE_SUFFIXES)
+        )
+    metadata: dict[str, Any] = {"source_path": str(path)}
+    try:
+        if suffix in (".tif", ".tiff"):
+            data, pixel_size_A = _read_tiff(path, metadata)
+        elif suffix == ".npy":
+            metadata["format"] = "npy"
+            data, pixel_size_A = np.load(path, allow_pickle=False), None
+        else:
+            data, pixel_size_A = _read_with_rsciio(path, suffix, metadata)
+    except (ValueError, FileNotFoundError):
+        raise
+    except Exception as exc:  # a corrupt or mislabelled file: say which and why
+        raise ValueError(f"{path.name}: could not be read as {suffix} ({type(exc).__name__}: {exc})") from exc
+
+    data = np.asarray(data)
+    metadata["original_shape"] = tuple(int(s) for s in data.shape)
+    metadata["original_dtype"] = str(data.dtype)
+    is_stack = data.ndim == 3 and not _looks_like_rgb(data)
+    if is_stack and allow_stack:
+        checked = [_checked_image_2d(frame, f"{path.name} frame {i}", nan_policy)
+                   for i, frame in enumerate(data)]
+        image = np.stack([frame for frame, _ in checked])
+        replaced = sum(changes.get("n_nonfinite_replaced", 0) for _, changes in checked)
+        if replaced:
+            metadata["n_nonfinite_replaced"] = replaced
+    else:
+        image, changes = _checked_image_2d(data, path.name, nan_policy)
+        metadata.update(changes)
+    pixel_size_A = _plausible_pixel_size(pixel_size_A, metadata.get("pixel_size_source", suffix), metadata)
+    return image, pixel_size_A, metadata
+
+
+def _read_tiff(path: Path, metadata: dict) -> tuple[np.ndarray, float | None]:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        data = series.asarray()
+        page = tif.pages[0]
+        metadata["format"] = "tiff"
+        pixel_size_A = None
+        if tif.is_ome and tif.ome_metadata:
+            pixel_size_A = _ome_pixel_size_A(tif.ome_metadata)
+            if pixel_size_A is not None:
+                metadata["pixel_size_source"] = "OME PhysicalSizeX"
+        x_res = page.tags.get("XResolution")
+        res_unit = page.tags.get("ResolutionUnit")
+        pixels_per_unit = None
+        if x_res is not None:
+            num, den = x_res.value
+            pixels_per_unit = num / den if den else None
+        if pixel_size_A is None and pixels_per_unit and tif.is_imagej:
+            unit = (tif.imagej_metadata or {}).get("unit")
+            per_unit = length_unit_to_A(unit)
+            if per_unit is not None:
+                pixel_size_A = per_unit / pixels_per_unit
+                metadata["pixel_size_source"] = f"ImageJ resolution ({unit})"
+        if pixel_size_A is None and pixels_per_unit and res_unit is not None:
+            unit_code = int(res_unit.value)
+            per_unit = {2: 2.54e8, 3: 1e8}.get(unit_code)  # inch, centimetre in Å
+            if per_unit is not None:
+                pixel_size_A = per_unit / pixels_per_unit
+                metadata["pixel_size_source"] = "TIFF resolution tags"
+    return data, pixel_size_A
+
+
+def _ome_pixel_size_A(ome_xml: str) -> float | None:
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(ome_xml)
+    except ET.ParseError:
+        return None
+    for element in root.iter():
+        if element.tag.endswith("Pixels") and "PhysicalSizeX" in element.attrib:
+            unit = element.attrib.get("PhysicalSizeXUnit", "µm")
+            per_unit = length_unit_to_A(unit)
+            if per_unit is None:
+                return None
+            return float(element.attrib["PhysicalSizeX"]) * per_unit
+    return None
+
+
+def _read_with_rsciio(path: Path, suffix: str, metadata: dict) -> tuple[np.ndarray, float | None]:
+    import importlib
+
+    module = importlib.import_module(_RSCIIO_READERS[suffix])
+    signals = module.file_reader(str(path))
+    if not signals:
+        raise ValueError(f"{path.name}: the file holds no data")
+    metadata["format"] = suffix.lstrip(".")
+    summaries = []
+    chosen = None
+    for signal in signals:
+        data = np.asarray(signal["data"])
+        title = (signal.get("metadata", {}) or {}).get("General", {}).get("title", "")
+        summaries.append({"title": title, "shape": tuple(int(s) for s in data.shape)})
+        if chosen is None and data.ndim in (2, 3) and not np.iscomplexobj(data):
+            chosen = signal
+    metadata["signals"] = summaries
+    if chosen is None:
+        raise ValueError(
+            f"{path.name}: no 2D image among its signals "
+            + ", ".join(f"{s['title'] or '?'} {s['shape']}" for s in summaries)
+        )
+    metadata["signal_title"] = (chosen.get("metadata", {}) or {}).get("General", {}).get("title", "")
+    axes = [ax for ax in chosen.get("axes", []) if ax.get("size", 2) > 1 or len(chosen["axes"]) == 2]
+    pixel_size_A = None
+    if len(axes) >= 2:
+        x_axis, y_axis = axes[-1], axes[-2]
+        x_per_unit = length_unit_to_A(x_axis.get("units"))
+        y_per_unit = length_unit_to_A(y_axis.get("units"))
+        if x_per_unit is not None:
+            pixel_size_A = float(x_axis.get("scale", 1.0)) * x_per_unit
+            metadata["pixel_size_source"] = f"{suffix} axes ({x_axis.get('units')})"
+            if y_per_unit is not None:
+                y_size = float(y_axis.get("scale", 1.0)) * y_per_unit
+                if not math.isclose(y_size, pixel_size_A, rel_tol=0.01):
+                    metadata.setdefault("notes", []).append(
+                        f"non-square pixels: x {pixel_size_A:.5g} Å, y {y_size:.5g} Å; using x"
+                    )
+        elif x_axis.get("units"):
+            metadata.setdefault("notes", []).append(
+                f"axis unit {x_axis.get('units')!r} is not a length; no pixel size"
+            )
+    return np.asarray(chosen["data"]), pixel_size_A
+
+
+# ----------------------------------------------------------------------------
+# Atomic writes
+# ----------------------------------------------------------------------------
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that readers see the old or the new file, never half.
+
+    The bytes go to a temporary file in the same folder, are flushed to disk,
+    and the temporary file is renamed over ``path`` (atomic on POSIX and
+    Windows). On any failure the temporary file is removed and the old file
+    is left untouched.
+
+    Parameters
+    ----------
+    path : str or path-like
+    data : bytes
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # mkstemp creates 0600; keep the old file's mode, or the umask default
+        try:
+            mode = path.stat().st_mode & 0o777
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp_name, mode)
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Text version of :func:`atomic_write_bytes`."""
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+# ----------------------------------------------------------------------------
+# Positions (labels and predictions)
+# ----------------------------------------------------------------------------
+
+
+@dataclass
+class LabelTable:
+    """Atom-column positions read from a file.
+
+    Attributes
+    ----------
+    positions_rc : ndarray of float64, shape (N, 2)
+        (row, col) in pixels.
+    features : pandas.DataFrame
+        One row per position with every extra column of the file (species,
+        fit amplitude, status...). ``x_A, y_A`` are not repeated here.
+    pixel_size_A : float or None
+        Recovered from ``x_A / x_px`` when the file carries both.
+    source_path : str or None
+    """
+
+    positions_rc: np.ndarray
+    features: pd.DataFrame = field(default_factory=pd.DataFrame)
+    pixel_size_A: float | None = None
+    source_path: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.positions_rc)
+
+
+# Accepted (x column, y column) headers, most explicit first. napari's own
+# Points CSV export writes axis-0 (row) and axis-1 (col).
+_POSITION_HEADERS = (("x_px", "y_px"), ("x", "y"), ("axis-1", "axis-0"))
+
+
+def _as_positions(positions_rc: Any, what: str = "positions_rc") -> np.ndarray:
+    array = np.asarray(positions_rc, dtype=np.float64)
+    if array.size == 0:
+        return np.zeros((0, 2), dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] != 2:
+        raise ValueError(f"{what} must have shape (N, 2) as (row, col); got {array.shape}")
+    if not np.isfinite(array).all():
+        bad = int(np.flatnonzero(~np.isfinite(array).all(axis=1))[0])
+        raise ValueError(f"{what} row {bad} is not finite: {array[bad].tolist()}")
+    return array
+
+
+def write_positions(
+    path: str | os.PathLike,
+    positions_rc: Any,
+    pixel_size_A: float | None = None,
+    features: pd.DataFrame | Mapping[str, Any] | None = None,
+) -> Path:
+    """Write positions to a CSV file, atomically.
+
+    Columns: ``x_px, y_px`` (x = column, y = row, pixel centres at integers),
+    then ``x_A, y_A`` when ``pixel_size_A`` is given, then one column per
+    feature.
+
+    Parameters
+    ----------
+    path : str or path-like
+    positions_rc : array_like, shape (N, 2)
+        (row, col) in pixels.
+    pixel_size_A : float, optional
+    features : DataFrame or mapping of name -> sequence, optional
+        Per-point values, N of each.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    positions = _as_positions(positions_rc)
+    table = pd.DataFrame({"x_px": positions[:, 1], "y_px": positions[:, 0]})
+    if pixel_size_A is not None:
+        if not (math.isfinite(pixel_size_A) and pixel_size_A > 0):
+            raise ValueError(f"pixel_size_A must be a positive number, not {pixel_size_A!r}")
+        table["x_A"] = positions[:, 1] * pixel_size_A
+        table["y_A"] = positions[:, 0] * pixel_size_A
+    if features is not None:
+        extra = pd.DataFrame(features).reset_index(drop=True)
+        if len(extra.columns) and len(extra) != len(positions):
+            raise ValueError(f"features have {len(extra)} rows for {len(positions)} positions")
+        for column in extra.columns:
+            if str(column) in table.columns:
+                continue
+            table[str(column)] = extra[column].to_numpy()
+    buffer = io.StringIO()
+    table.to_csv(buffer, index=False, float_format="%.6f", lineterminator="\n")
+    return atomic_write_text(path, buffer.getvalue())
+
+
+def read_positions(path: str | os.PathLike) -> LabelTable:
+    """Read positions from a CSV file.
+
+    Accepted headers, checked in this order: ``x_px, y_px`` (ours), ``x, y``
+    (pixels, x = column) and napari's own ``axis-0, axis-1`` (row, col). Every
+    other column becomes a feature; numeric columns are parsed as numbers.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    LabelTable
+
+    Raises
+    ------
+    FileNotFoundError
+    ValueError
+        For an empty file, missing position columns, a line with the wrong
+        number of fields, or a position that is not a finite number; the
+        message names the file and the line.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such positions file: {path}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path.name}: not a text CSV file ({exc})") from exc
+    rows = list(csv.reader(io.StringIO(text)))
+    # skip leading blank lines, remember real line numbers (1-based)
+    numbered = [(i + 1, row) for i, row in enumerate(rows) if any(cell.strip() for cell in row)]
+    if not numbered:
+        raise ValueError(f"{path.name}: the file is empty; expected a header with x_px,y_px")
+    header_line, header = numbered[0]
+    header = [cell.strip() for cell in header]
+    lowered = [h.lower() for h in header]
+    x_index = y_index = None
+    for x_name, y_name in _POSITION_HEADERS:
+        if x_name in lowered and y_name in lowered:
+            x_index, y_index = lowered.index(x_name), lowered.index(y_name)
+            break
+    if x_index is None:
+        raise ValueError(
+            f"{path.name}, line {header_line}: no position columns; expected 'x_px,y_px' "
+            f"(or 'x,y' / napari's 'axis-0,axis-1'), found {header}"
+        )
+    skip = {x_index, y_index}
+    skip |= {lowered.index(n) for n in ("x_a", "y_a", "index") if n in lowered}
+    feature_columns = [(i, header[i]) for i in range(len(header)) if i not in skip]
+    positions = []
+    feature_values: dict[str, list[str]] = {name: [] for _, name in feature_columns}
+    for line_no, row in numbered[1:]:
+        if len(row) != len(header):
+            raise ValueError(
+                f"{path.name}, line {line_no}: {len(row)} field(s) where the header has {len(header)}"
+            )
+        coords = []
+        for index, name in ((y_index, header[y_index]), (x_index, header[x_index])):
+            cell = row[index].strip()
+            try:
+                value = float(cell)
+            except ValueError:
+                raise ValueError(f"{path.name}, line {line_no}: {name} = {cell!r} is not a number") from None
+            if not math.isfinite(value):
+                raise ValueError(f"{path.name}, line {line_no}: {name} = {cell!r} is not finite")
+            coords.append(value)
+        positions.append(coords)
+        for index, name in feature_columns:
+            feature_values[name].append(row[index].strip())
+    positions_rc = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
+    features = pd.DataFrame({name: _parse_column(values) for name, values in feature_values.items()})
+    pixel_size_A = None
+    if "x_a" in lowered and lowered[x_index] == "x_px" and len(positions_rc):
+        x_A = pd.to_numeric(pd.Series([r[lowered.index("x_a")] for _, r in numbered[1:]]), errors="coerce")
+        x_px = positions_rc[:, 1]
+        usable = (np.abs(x_px) > 1.0) & np.isfinite(x_A.to_numpy())
+        if usable.any():
+            pixel_size_A = float(np.median(x_A.to_numpy()[usable] / x_px[usable]))
+    return LabelTable(positions_rc, features, pixel_size_A, str(path))
+
+
+def _parse_column(values: list[str]) -> Any:
+    numeric = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
+    if len(values) and numeric.notna().sum() == sum(1 for v in values if v != ""):
+        return numeric.to_numpy()
+    return np.asarray(values, dtype=object)

@@ -1,0 +1,5 @@
+"""Atom-locating models (PyTorch). Imports core, never widgets."""
+
+from .base import AtomLocator, Cancelled, LocateResult
+
+__all__ = ["AtomLocator", "Cancelled", "LocateResult"]
