@@ -1,0 +1,275 @@
+"""ID-recall, ID-precision, F1 and position RMSE of predicted atom columns.
+
+Definitions (Wei, Blaiszik, Morgan & Voyles' benchmark):
+
+* recall = TP / N_labels, precision = TP / N_predicted, F1 = their harmonic mean;
+* RMSE = root mean square distance of the matched pairs, in px and in Å;
+* an image **passes** when recall >= 0.90, precision >= 0.95 and RMSE <= 0.3 Å.
+
+Two ways of counting TP:
+
+* **default, one-to-one**: :func:`~napari_atombench.core.match.match_positions`
+  pairs each prediction with at most one label within ``max_distance`` (0.5 Å
+  when the pixel size is known, 3 px otherwise). Every number then means what
+  it says: precision cannot exceed 1 and a prediction sitting between two
+  labels is one TP, not two.
+* ``paper_compatible=True`` reproduces the benchmark authors' notebooks so our
+  numbers can be set beside theirs: **every** (prediction, label) pair with
+  squared distance < 5 px² counts as a TP (many-to-many, so a prediction can
+  count twice and precision can exceed 1), RMSE = sqrt(sum of those squared
+  distances / TP), and ``max_distance`` is ignored. There FP counts predictions
+  with no label in range and FN labels with no prediction in range.
+
+Empty inputs have defined values, never NaN:
+
+* recall = 1 when there are no labels (nothing was missed); precision = 1 when
+  there are no predictions (nothing false was claimed); F1 = 0 when both
+  recall and precision are 0.
+* ``rmse_px``/``rmse_A`` are ``None`` when no pair matched (there is no
+  distance to average) and ``rmse_A`` also when the pixel size is unknown.
+* ``passes`` is ``None`` when the pixel size is unknown (the RMSE criterion is
+  in Å); with no matched pair the RMSE criterion counts as met, so recall and
+  precision decide (an empty image with no predictions passes).
+
+This module imports neither Qt nor napari.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .io import _as_positions
+from .match import MatchResult, candidate_pairs, match_positions
+
+__all__ = [
+    "PASS_CRITERIA",
+    "Score",
+    "aggregate_scores",
+    "filter_border",
+    "resolve_max_distance_px",
+    "score_match",
+    "score_positions",
+    "scores_table",
+]
+
+#: The paper's criteria for an image to pass.
+PASS_CRITERIA = {"min_recall": 0.90, "min_precision": 0.95, "max_rmse_A": 0.3}
+#: Matching radius without a pixel size (DESIGN.md).
+DEFAULT_MAX_DISTANCE_PX = 3.0
+#: The notebooks' TP rule: squared distance below 5 px².
+PAPER_MAX_SQUARED_DISTANCE_PX2 = 5.0
+
+
+@dataclass
+class Score:
+    """Scores of one prediction set against one label set.
+
+    Attributes
+    ----------
+    n_tp, n_fp, n_fn : int
+    recall, precision, f1 : float
+    rmse_px : float or None
+    rmse_A : float or None
+    passes : bool or None
+    n_truth, n_pred : int
+        Counts after the border filter.
+    max_distance_px : float
+        The matching radius used (5**0.5 in paper-compatible mode).
+    paper_compatible : bool
+    """
+
+    n_tp: int
+    n_fp: int
+    n_fn: int
+    recall: float
+    precision: float
+    f1: float
+    rmse_px: float | None
+    rmse_A: float | None
+    passes: bool | None
+    n_truth: int = 0
+    n_pred: int = 0
+    max_distance_px: float = DEFAULT_MAX_DISTANCE_PX
+    paper_compatible: bool = False
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_max_distance_px(
+    pixel_size_A: float | None, max_distance_A: float | None = 0.5, max_distance_px: float | None = None
+) -> float:
+    """The matching radius in pixels: explicit px, else Å converted, else 3 px."""
+    if max_distance_px is not None:
+        value = float(max_distance_px)
+    elif pixel_size_A is not None and max_distance_A is not None:
+        if not (math.isfinite(pixel_size_A) and pixel_size_A > 0):
+            raise ValueError(f"pixel_size_A must be a positive number, not {pixel_size_A!r}")
+        value = float(max_distance_A) / float(pixel_size_A)
+    else:
+        value = DEFAULT_MAX_DISTANCE_PX
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"the matching radius must be a positive number of pixels, not {value!r}")
+    return value
+
+
+def filter_border(positions_rc, image_shape: tuple[int, int], margin_px: float) -> np.ndarray:
+    """Boolean mask of positions at least ``margin_px`` inside the image.
+
+    A position at row r is kept when ``margin_px <= r <= rows - 1 - margin_px``
+    (pixel centres at integers), and likewise for columns.
+    """
+    positions = _as_positions(positions_rc)
+    rows, cols = image_shape
+    r, c = positions[:, 0], positions[:, 1]
+    return (r >= margin_px) & (r <= rows - 1 - margin_px) & (c >= margin_px) & (c <= cols - 1 - margin_px)
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return 1.0 if denominator == 0 else numerator / denominator
+
+
+def _passes(recall: float, precision: float, rmse_A: float | None, pixel_size_A, n_tp: int) -> bool | None:
+    if pixel_size_A is None:
+        return None
+    rmse_ok = True if n_tp == 0 else rmse_A <= PASS_CRITERIA["max_rmse_A"]
+    return bool(
+        recall >= PASS_CRITERIA["min_recall"] and precision >= PASS_CRITERIA["min_precision"] and rmse_ok
+    )
+
+
+def _score(n_tp, n_fp, n_fn, n_truth, n_pred, squared_sum_px2, pixel_size_A, max_distance_px, paper) -> Score:
+    recall = _ratio(n_tp, n_truth)
+    precision = _ratio(n_tp, n_pred)
+    f1 = 0.0 if recall + precision == 0 else 2 * recall * precision / (recall + precision)
+    rmse_px = math.sqrt(squared_sum_px2 / n_tp) if n_tp else None
+    rmse_A = rmse_px * pixel_size_A if (rmse_px is not None and pixel_size_A is not None) else None
+    return Score(
+        n_tp=int(n_tp),
+        n_fp=int(n_fp),
+        n_fn=int(n_fn),
+        recall=float(recall),
+        precision=float(precision),
+        f1=float(f1),
+        rmse_px=rmse_px,
+        rmse_A=rmse_A,
+        passes=_passes(recall, precision, rmse_A, pixel_size_A, n_tp),
+        n_truth=int(n_truth),
+        n_pred=int(n_pred),
+        max_distance_px=float(max_distance_px),
+        paper_compatible=paper,
+    )
+
+
+def score_match(match: MatchResult, pixel_size_A: float | None = None) -> Score:
+    """Scores from an existing one-to-one :class:`MatchResult` (no re-matching)."""
+    return _score(
+        match.n_tp,
+        match.n_fp,
+        match.n_fn,
+        match.n_tp + match.n_fn,
+        match.n_tp + match.n_fp,
+        float(np.sum(match.distance_px**2)),
+        pixel_size_A,
+        match.max_distance_px,
+        False,
+    )
+
+
+def score_positions(
+    predicted_rc,
+    truth_rc,
+    *,
+    pixel_size_A: float | None = None,
+    max_distance_A: float | None = 0.5,
+    max_distance_px: float | None = None,
+    paper_compatible: bool = False,
+    border_margin_px: float = 0.0,
+    image_shape: tuple[int, int] | None = None,
+) -> Score:
+    """Score predicted column positions against labels.
+
+    Parameters
+    ----------
+    predicted_rc, truth_rc : array_like, shape (N, 2) and (M, 2)
+        (row, col) in pixels.
+    pixel_size_A : float, optional
+        Å per pixel; needed for ``rmse_A``, ``passes`` and ``max_distance_A``.
+    max_distance_A : float, optional
+        Matching radius in Å (default 0.5 Å), used when ``pixel_size_A`` is known.
+    max_distance_px : float, optional
+        Matching radius in px; overrides ``max_distance_A``. Without either
+        usable radius, 3 px.
+    paper_compatible : bool
+        Count TPs the benchmark authors' way (see the module docstring).
+    border_margin_px : float
+        Drop predictions and labels closer than this to the image border
+        before scoring (both sets filtered the same way). Needs ``image_shape``.
+    image_shape : (rows, cols), optional
+
+    Returns
+    -------
+    Score
+    """
+    predicted = _as_positions(predicted_rc, "predicted_rc")
+    truth = _as_positions(truth_rc, "truth_rc")
+    if border_margin_px:
+        if image_shape is None:
+            raise ValueError("border_margin_px needs image_shape to know where the border is")
+        predicted = predicted[filter_border(predicted, image_shape, border_margin_px)]
+        truth = truth[filter_border(truth, image_shape, border_margin_px)]
+    if paper_compatible:
+        radius = math.sqrt(PAPER_MAX_SQUARED_DISTANCE_PX2)
+        pred_index, truth_index, distance = candidate_pairs(predicted, truth, radius, strict=True)
+        # FP / FN here: predictions / labels with no partner in range at all
+        n_fp = len(predicted) - len(np.unique(pred_index))
+        n_fn = len(truth) - len(np.unique(truth_index))
+        return _score(len(distance), n_fp, n_fn, len(truth), len(predicted),
+                      float(np.sum(distance**2)), pixel_size_A, radius, True)
+    radius = resolve_max_distance_px(pixel_size_A, max_distance_A, max_distance_px)
+    return score_match(match_positions(predicted, truth, radius), pixel_size_A)
+
+
+def scores_table(scores: Mapping[str, Score] | Iterable[tuple[str, Score]], key: str = "name") -> pd.DataFrame:
+    """One row per scored prediction set, columns named after :class:`Score` fields."""
+    items = scores.items() if isinstance(scores, Mapping) else scores
+    rows = [{key: name, **score.as_dict()} for name, score in items]
+    columns = [key] + list(Score.__dataclass_fields__)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def aggregate_scores(table: pd.DataFrame, by: str | list[str] | None = None) -> pd.DataFrame:
+    """Mean and median of recall, precision, F1 and RMSE, plus pass counts.
+
+    Parameters
+    ----------
+    table : DataFrame
+        From :func:`scores_table` or a benchmark run (needs the score columns).
+    by : str or list of str, optional
+        Group first (e.g. by ``"model"``).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``n_images``, ``n_passed``, ``<metric>_mean``, ``<metric>_median``.
+    """
+    metrics = ["recall", "precision", "f1", "rmse_px", "rmse_A"]
+
+    def summarise(group: pd.DataFrame) -> pd.Series:
+        out = {"n_images": len(group), "n_passed": int((group["passes"] == True).sum())}  # noqa: E712
+        for metric in metrics:
+            values = pd.to_numeric(group[metric], errors="coerce")
+            out[f"{metric}_mean"] = values.mean()
+            out[f"{metric}_median"] = values.median()
+        return pd.Series(out)
+
+    if by is None:
+        result = summarise(table).to_frame().T
+    else:
+        result = table.groupby(by, sort=False).apply(summarise, include_groups=False).reset_index()
+    return result.astype({"n_images": int, "n_passed": int})
