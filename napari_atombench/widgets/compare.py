@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -137,7 +137,7 @@ class CompareWidget(QWidget):
 
         self.radius_A = QDoubleSpinBox(decimals=2, minimum=0.01, maximum=20.0, singleStep=0.05, value=0.5)
         self.radius_A.setSuffix(" Å")
-        self.radius_px = QDoubleSpinBox(decimals=1, minimum=0.1, maximum=500.0, singleStep=0.5, value=3.0)
+        self.radius_px = QDoubleSpinBox(decimals=2, minimum=0.1, maximum=500.0, singleStep=0.5, value=3.0)
         self.radius_px.setSuffix(" px")
         self.radius_px.setToolTip("Matching radius used when no pixel size is known")
         self.margin_px = QDoubleSpinBox(decimals=1, minimum=0.0, maximum=10000.0, singleStep=1.0, value=0.0)
@@ -170,14 +170,16 @@ class CompareWidget(QWidget):
         for column, tip in enumerate(HEADER_TIPS):
             self.table_widget.horizontalHeaderItem(column).setToolTip(tip)
         self.table_widget.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table_widget.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table_widget.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table_widget.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)  # keeps pass/fail colours
         self.table_widget.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table_widget.verticalHeader().setMaximumWidth(130)  # long layer names are elided
         self.table_widget.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-        self.table_widget.itemSelectionChanged.connect(self._fill_inspector)
 
-        self.inspect_label = QLabel("Failure cases")
+        self.inspect_combo = QComboBox()
+        self.inspect_combo.setToolTip("Whose false positives and false negatives to list")
+        self.inspect_combo.currentIndexChanged.connect(self._fill_inspector)
+        self.inspect_label = QLabel()
+        self.inspect_label.setWordWrap(True)
         self.case_list = QListWidget()
         self.case_list.setToolTip("Click a false positive or false negative to centre the view on it")
         self.case_list.itemClicked.connect(lambda item: self.show_case(self.case_list.row(item)))
@@ -198,6 +200,10 @@ class CompareWidget(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.status)
         layout.addWidget(self.table_widget)
+        inspect_row = QHBoxLayout()
+        inspect_row.addWidget(QLabel("failure cases of"))
+        inspect_row.addWidget(self.inspect_combo, 1)
+        layout.addLayout(inspect_row)
         layout.addWidget(self.inspect_label)
         layout.addWidget(self.case_list)
         layout.addLayout(buttons)
@@ -486,9 +492,13 @@ class CompareWidget(QWidget):
             for column, (_header, field, fmt) in enumerate(COLUMNS):
                 widget.setItem(row, column, self._cell(field, getattr(score, field), fmt))
         self._fit_table_height()
-        names = list(scores)
-        widget.selectRow(names.index(selected) if selected in names else 0)
         widget.blockSignals(False)
+        names = list(scores)
+        self.inspect_combo.blockSignals(True)
+        self.inspect_combo.clear()
+        self.inspect_combo.addItems(names)
+        self.inspect_combo.setCurrentIndex(names.index(selected) if selected in names else 0)
+        self.inspect_combo.blockSignals(False)
         self._fill_inspector()
 
     def _fit_table_height(self) -> None:
@@ -531,12 +541,10 @@ class CompareWidget(QWidget):
 
     # -------------------------------------------------------- inspector
     def _selected_prediction(self) -> str | None:
-        rows = self.table_widget.selectionModel().selectedRows() if self.table_widget.selectionModel() else []
-        if not rows or self.table.empty or rows[0].row() >= len(self.table):
-            return None
-        return str(self.table["prediction"].iloc[rows[0].row()])
+        name = self.inspect_combo.currentText()
+        return name or None
 
-    def _fill_inspector(self) -> None:
+    def _fill_inspector(self, *_args) -> None:
         name = self._selected_prediction()
         current = self.case_list.currentRow()
         self.case_list.blockSignals(True)
@@ -553,12 +561,13 @@ class CompareWidget(QWidget):
             self.case_list.addItems(
                 [f"{kind} #{index}  (row {rc[0]:.1f}, col {rc[1]:.1f})" for kind, index, rc in self._cases]
             )
-            if self._cases:
-                self.case_list.setCurrentRow(min(max(current, 0), len(self._cases) - 1))
+            if self._cases and current >= 0:  # keep the place while the user edits
+                self.case_list.setCurrentRow(min(current, len(self._cases) - 1))
         self.case_list.blockSignals(False)
         n_fp = sum(kind == "FP" for kind, _, _ in self._cases)
         self.inspect_label.setText(
-            f"Failure cases of {name!r}: {n_fp} FP, {len(self._cases) - n_fp} FN" if name else "Failure cases"
+            f"{n_fp} false positives, {len(self._cases) - n_fp} false negatives: click one, or use "
+            "previous / next, to centre the view on it" if name else ""
         )
         for button in (self.prev_button, self.next_button):
             button.setEnabled(bool(self._cases))
@@ -577,8 +586,14 @@ class CompareWidget(QWidget):
             return
         self.case_list.setCurrentRow(row)
         kind, _index, rc = self._cases[row]
-        self.viewer.camera.center = (float(rc[0]), float(rc[1]))
-        self.viewer.camera.zoom = self._inspection_zoom()
+        camera = self._camera()
+        camera.center = (float(rc[0]), float(rc[1]))
+        camera.zoom = self._inspection_zoom()
+
+    def _camera(self):
+        # napari 0.9 moved the camera to viewer.scene; older versions have viewer.camera
+        scene = getattr(self.viewer, "scene", None)
+        return scene.camera if scene is not None else self.viewer.camera
 
     def _inspection_zoom(self) -> float:
         """A zoom that shows about six column spacings around the case."""
@@ -610,3 +625,10 @@ class CompareWidget(QWidget):
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self.cleanup()
         super().closeEvent(event)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        # napari's dock "close" button takes the widget out of its dock (parent None)
+        # without closing it: stop listening then, too
+        if event.type() == QEvent.Type.ParentChange and self.parent() is None:
+            self.cleanup()
+        super().changeEvent(event)
