@@ -243,10 +243,13 @@ def compare_positions(
     if paper_compatible:
         radius = math.sqrt(PAPER_MAX_SQUARED_DISTANCE_PX2)
         pred_index, truth_index, distance = candidate_pairs(predicted, truth, radius, strict=True)
-        tp_pred = np.unique(pred_index)
         # FP / FN here: predictions / labels with no partner in range at all
-        fp = np.setdiff1d(np.arange(len(predicted)), tp_pred)
-        fn = np.setdiff1d(np.arange(len(truth)), truth_index)
+        # (boolean masks: np.unique is ~1 s per call at 10^6 points)
+        pred_paired = np.zeros(len(predicted), bool)
+        pred_paired[pred_index] = True
+        truth_paired = np.zeros(len(truth), bool)
+        truth_paired[truth_index] = True
+        tp_pred, fp, fn = np.flatnonzero(pred_paired), np.flatnonzero(~pred_paired), np.flatnonzero(~truth_paired)
         score = _score(len(distance), len(fp), len(fn), len(truth), len(predicted),
                        float(np.sum(distance**2)), pixel_size_A, radius, True)
     else:
