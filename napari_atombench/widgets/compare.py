@@ -418,8 +418,9 @@ class CompareWidget(QWidget):
         colour = PALETTES["colour-blind safe" if self.colour_check.isChecked() else "standard"][kind]
         if kind == "FN":
             return dict(size=1.9 * size, face_color="transparent", border_color=colour, border_width=0.18, symbol="disc")
-        symbol = "disc" if kind == "TP" else "diamond"
-        return dict(size=size, face_color=colour, border_color="black", border_width=0.1, symbol=symbol)
+        if kind == "TP":
+            return dict(size=size, face_color=colour, border_color="black", border_width=0.1, symbol="disc")
+        return dict(size=1.5 * size, face_color=colour, border_color="black", border_width=0.1, symbol="diamond")
 
     def _write_overlays(self, pred_layer, truth_layer, truth: np.ndarray, comparison: Comparison) -> None:
         predicted = np.asarray(pred_layer.data, dtype=np.float64)
