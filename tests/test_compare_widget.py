@@ -88,6 +88,14 @@ def test_moving_adding_deleting_points_updates_table_and_overlays_live(small_cas
     qtbot.waitUntil(lambda: _table_cell(widget, 0, "labels") == "4", timeout=3000)
 
 
+def test_renaming_a_prediction_renames_its_overlays(small_case, qtbot):
+    viewer, widget, truth, pred = small_case
+    pred.name = "img better model"
+    qtbot.waitUntil(lambda: "img better model FP" in viewer.layers, timeout=3000)
+    assert "img model FP" not in viewer.layers
+    assert widget.table_widget.verticalHeaderItem(0).text() == "img better model"
+
+
 def test_export_writes_the_table_as_csv(small_case, tmp_path):
     viewer, widget, truth, pred = small_case
     viewer.add_points(TRUTH + 0.1, name="img other model")

@@ -80,6 +80,8 @@ HEADER_TIPS = [
 ]
 NONE = "(none)"
 DEBOUNCE_MS = 75
+#: failure cases listed per kind (a hopeless prediction must not make every edit slow)
+MAX_CASES = 1000
 
 
 def _points_layers(viewer) -> list:
@@ -341,8 +343,12 @@ class CompareWidget(QWidget):
     def pixel_size_A(self) -> float | None:
         """From the image layer's metadata, else from the labels layer's."""
         for layer in (self.image_layer, self.truth_layer):
-            if layer is not None and layer.metadata.get("pixel_size_A"):
-                return float(layer.metadata["pixel_size_A"])
+            try:
+                value = float(layer.metadata.get("pixel_size_A"))
+            except (AttributeError, TypeError, ValueError):
+                continue
+            if np.isfinite(value) and value > 0:
+                return value
         return None
 
     def update_now(self) -> None:
@@ -556,8 +562,8 @@ class CompareWidget(QWidget):
             pred_layer = next((lay for lay in self.prediction_layers if lay.name == name), None)
             predicted = np.asarray(pred_layer.data) if pred_layer is not None else np.zeros((0, 2))
             truth = np.asarray(self.truth_layer.data)
-            self._cases = [("FP", int(i), predicted[i]) for i in comparison.fp_index] + [
-                ("FN", int(i), truth[i]) for i in comparison.fn_index
+            self._cases = [("FP", int(i), predicted[i]) for i in comparison.fp_index[:MAX_CASES]] + [
+                ("FN", int(i), truth[i]) for i in comparison.fn_index[:MAX_CASES]
             ]
             self.case_list.addItems(
                 [f"{kind} #{index}  (row {rc[0]:.1f}, col {rc[1]:.1f})" for kind, index, rc in self._cases]
@@ -565,11 +571,15 @@ class CompareWidget(QWidget):
             if self._cases and current >= 0:  # keep the place while the user edits
                 self.case_list.setCurrentRow(min(current, len(self._cases) - 1))
         self.case_list.blockSignals(False)
-        n_fp = sum(kind == "FP" for kind, _, _ in self._cases)
-        self.inspect_label.setText(
-            f"{n_fp} false positives, {len(self._cases) - n_fp} false negatives: click one, or use "
-            "previous / next, to centre the view on it" if name else ""
-        )
+        if comparison is not None:
+            n_fp, n_fn = len(comparison.fp_index), len(comparison.fn_index)
+            more = f" (the first {MAX_CASES} of each are listed)" if max(n_fp, n_fn) > MAX_CASES else ""
+            self.inspect_label.setText(
+                f"{n_fp} false positives, {n_fn} false negatives{more}: click one, or use "
+                "previous / next, to centre the view on it"
+            )
+        else:
+            self.inspect_label.setText("")
         for button in (self.prev_button, self.next_button):
             button.setEnabled(bool(self._cases))
 
