@@ -20,6 +20,9 @@ Two ways of counting TP:
   distances / TP), and ``max_distance`` is ignored. There FP counts predictions
   with no label in range and FN labels with no prediction in range.
 
+:func:`compare_positions` also says which points were counted as TP, FP and
+FN (for overlays); :func:`score_positions` returns only its :class:`Score`.
+
 Empty inputs have defined values, never NaN:
 
 * recall = 1 when there are no labels (nothing was missed); precision = 1 when
