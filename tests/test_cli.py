@@ -45,3 +45,43 @@ def test_view_writes_screenshot(tmp_path):
     pixels = imread(png)
     assert pixels.ndim == 3 and pixels.shape[0] > 200
     assert pixels[..., :3].std() > 10  # not a blank window
+
+
+def test_score_json_matches_the_core_and_reads_pixel_size_from_the_labels(tmp_path, capsys):
+    from napari_atombench.core.io import read_positions, write_positions
+    from napari_atombench.core.metrics import score_positions
+
+    _, labels_path = sample_paths("srtio3")
+    truth = read_positions(labels_path)
+    predicted = truth.positions_rc[:-3] + 0.4  # 3 misses, 0.57 px off each
+    pred_path = tmp_path / "pred.csv"
+    write_positions(pred_path, predicted)
+    assert main(["score", str(pred_path), str(labels_path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    expected = score_positions(predicted, truth.positions_rc, pixel_size_A=0.15).as_dict()
+    assert result == pytest.approx(expected)
+    assert result["n_fn"] == 3 and result["rmse_px"] == pytest.approx(0.4 * 2**0.5)
+    assert result["rmse_A"] == pytest.approx(0.15 * 0.4 * 2**0.5)  # pixel size from the labels CSV
+
+
+def test_score_options_and_plain_output(tmp_path, capsys):
+    from napari_atombench.core.io import write_positions
+
+    truth, pred = tmp_path / "truth.csv", tmp_path / "pred.csv"
+    write_positions(truth, [[0.0, 0.0], [0.0, 3.0]])
+    write_positions(pred, [[0.0, 1.5], [20.0, 20.0]])
+    assert main(["score", str(pred), str(truth), "--max-distance-px", "2", "--json"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert (one["n_tp"], one["recall"], one["rmse_A"], one["passes"]) == (1, 0.5, None, None)
+    assert main(["score", str(pred), str(truth), "--paper-compatible", "--pixel-size-A", "0.1", "--json"]) == 0
+    paper = json.loads(capsys.readouterr().out)
+    assert (paper["n_tp"], paper["recall"], paper["paper_compatible"]) == (2, 1.0, True)
+    assert paper["rmse_A"] == pytest.approx(0.15)
+    assert main(["score", str(pred), str(truth), "--pixel-size-A", "0.1"]) == 0
+    out = capsys.readouterr().out
+    assert "recall: 0.5000" in out and "passes: False" in out
+    # the two radius options exclude each other; a missing file is a one-line error
+    with pytest.raises(SystemExit):
+        main(["score", str(pred), str(truth), "--max-distance-A", "1", "--max-distance-px", "2"])
+    assert main(["score", str(tmp_path / "none.csv"), str(truth)]) == 2
+    assert "error" in capsys.readouterr().err

@@ -1,0 +1,115 @@
+"""Live-update latency of "Compare to labels" at 10,000 columns, in a real viewer.
+
+Times :meth:`CompareWidget.update_now` (what the debounced handler runs after an
+edit: score, write the TP/FP/FN overlay layers, fill the table and the failure
+list) after moving, adding and deleting one prediction point, against the goal
+of 100 ms. Baseline: the scoring alone (``compare_positions``), so "x core"
+says what the GUI adds. Also shown: edit -> table, the wall time from the edit
+until the debounced update has run (includes the debounce delay), and the time
+the next repaint takes (vispy drawing 10^4 points; software OpenGL under Xvfb).
+
+    python benchmarks/bench_compare_live.py [--n 10000] [--repeat 10]
+
+Without a display it re-runs itself under ``xvfb-run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+
+if not os.environ.get("DISPLAY") and shutil.which("xvfb-run") and "--no-xvfb" not in sys.argv:
+    os.execvp("xvfb-run", ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", sys.executable, *sys.argv, "--no-xvfb"])
+
+import numpy as np  # noqa: E402
+
+GOAL_MS = 100.0
+PIXEL_SIZE_A = 0.15
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=10_000, help="number of labelled columns")
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--no-xvfb", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_atombench.core.metrics import compare_positions
+    from napari_atombench.core.perturb import perturb_positions
+    from napari_atombench.widgets.compare import DEBOUNCE_MS, CompareWidget
+
+    side = int(np.ceil(np.sqrt(args.n)))
+    spacing = 8.0
+    rows, cols = np.divmod(np.arange(args.n), side)
+    truth = (np.stack([rows, cols], axis=1) + 1.0) * spacing
+    shape = (int((side + 2) * spacing),) * 2
+    pred = perturb_positions(truth, jitter_px=0.5, miss_fraction=0.02, spurious_fraction=0.02, shape=shape).positions_rc
+
+    viewer = napari.Viewer(show=True)
+    viewer.add_image(np.zeros(shape, np.float32), name="image", metadata={"pixel_size_A": PIXEL_SIZE_A})
+    viewer.add_points(truth, name="image labels", size=3)
+    layer = viewer.add_points(pred, name="image model", size=3)
+    widget = CompareWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.update_now()
+    for _ in range(5):
+        QApplication.processEvents()
+
+    finished = []
+    widget._timer.timeout.connect(lambda: finished.append(time.perf_counter()))  # runs after update_now
+    rng = np.random.default_rng(0)
+
+    def move(data):
+        data = data.copy()
+        data[rng.integers(len(data))] += rng.normal(0, 3, 2)
+        return data
+
+    def add(data):
+        return np.vstack([data, rng.random((1, 2)) * shape])
+
+    def delete(data):
+        return np.delete(data, rng.integers(len(data)), axis=0)
+
+    print(f"{args.n} labels, {len(pred)} predictions; debounce {DEBOUNCE_MS} ms; CPU cores: {os.cpu_count()} "
+          "(shared machine: timings are noisy)")
+    header = (f"{'edit':>7} {'core ms':>8} {'update ms':>10} {'max ms':>7} {'x core':>7} {'vs 100 ms':>9} "
+              f"{'edit->table ms':>15} {'repaint ms':>11}")
+    print(header)
+    print("-" * len(header))
+    for name, edit in (("move", move), ("add", add), ("delete", delete)):
+        core, update, end_to_end, repaint = [], [], [], []
+        for _ in range(args.repeat):
+            layer.data = edit(np.asarray(layer.data))  # emits data events like a mouse edit
+            start = time.perf_counter()
+            compare_positions(layer.data, truth, pixel_size_A=PIXEL_SIZE_A)
+            core.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            widget.update_now()
+            update.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            QApplication.processEvents()
+            repaint.append(time.perf_counter() - start)
+            # edit -> table through the real debounce
+            finished.clear()
+            layer.data = edit(np.asarray(layer.data))
+            start = time.perf_counter()
+            while not finished and time.perf_counter() - start < 5:
+                QApplication.processEvents()
+                time.sleep(0.0005)
+            end_to_end.append((finished[0] if finished else float("nan")) - start)
+        core_ms, update_ms = 1e3 * np.median(core), 1e3 * np.median(update)
+        print(f"{name:>7} {core_ms:>8.1f} {update_ms:>10.1f} {1e3 * max(update):>7.1f} {update_ms / core_ms:>7.1f} "
+              f"{update_ms / GOAL_MS:>9.2f} {1e3 * np.median(end_to_end):>15.1f} {1e3 * np.median(repaint):>11.1f}")
+    print("medians over", args.repeat, "edits each; 'vs 100 ms' = update / goal (< 1 meets it)")
+    widget.cleanup()
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()
