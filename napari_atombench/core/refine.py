@@ -626,6 +626,7 @@ def _unpack(p, cov, converged, anchor, m, elliptical, half):
     var_c = cov[:, o + 1, o + 1]
     with np.errstate(invalid="ignore"):
         uncertainty = np.sqrt(0.5 * (var_r + var_c))
+        amplitude_uncertainty = np.sqrt(cov[:, o + 2, o + 2])
     background = np.repeat(p[:, -1:], m, axis=1)
     if elliptical:
         major, minor, rotation = _ellipse_from_quadratic(p[:, o + 3], p[:, o + 4], p[:, o + 5])
@@ -638,6 +639,7 @@ def _unpack(p, cov, converged, anchor, m, elliptical, half):
     return dict(
         positions=np.column_stack([flat(rows), flat(cols)]),
         amplitude=flat(amplitude),
+        amplitude_uncertainty=flat(amplitude_uncertainty),
         sigma=flat(sigma),
         background=flat(background),
         uncertainty=flat(uncertainty),
@@ -660,10 +662,14 @@ def _check_fit(fit, start, half, image_shape):
         absurd_sigma = (sigma < _MIN_SIGMA_PX) | (sigma > half)
         if fit["minor"] is not None:
             absurd_sigma |= (fit["minor"] < _MIN_SIGMA_PX) | (fit["major"] > half)
-        non_positive = fit["amplitude"] <= 0
+        amplitude = fit["amplitude"]
+        non_positive = amplitude <= 0
+        # a column must stand out of the noise (3 sigma) and of the background
+        weak = ~(amplitude > 3.0 * fit["amplitude_uncertainty"]) | ~(amplitude > 1e-6 * np.abs(fit["background"]))
         height, width = image_shape
         outside = (pos[:, 0] < -0.5) | (pos[:, 0] > height - 0.5) | (pos[:, 1] < -0.5) | (pos[:, 1] > width - 0.5)
     reason[~fit["converged"]] = "fit did not converge"
+    reason[weak] = "amplitude not significant"
     reason[non_positive] = "amplitude not positive"
     reason[absurd_sigma] = "sigma absurd"
     reason[outside] = "centre outside the image"
