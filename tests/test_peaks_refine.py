@@ -60,9 +60,11 @@ def test_separation_finds_weak_sublattice_distance():
     assert estimate_separation(image) == pytest.approx(np.median(distance[:, 1]), rel=0.02)
 
 
-def test_separation_refuses_noise_only_small_image():
+def test_separation_refuses_tiny_or_flat_images():
     with pytest.raises(ValueError, match="too small"):
         estimate_separation(np.ones((4, 4)))
+    with pytest.raises(ValueError, match="no contrast"):
+        estimate_separation(np.zeros((64, 64)))
 
 
 # ---------------------------------------------------------------- seeds

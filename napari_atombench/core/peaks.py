@@ -81,6 +81,8 @@ def estimate_separation(image, *, dark: bool = False, min_separation_px: float =
     crop = img[r0 : r0 + crop_h, c0 : c0 + crop_w]
     flat = ndimage.gaussian_filter(crop, 1.0) - ndimage.gaussian_filter(crop, max(crop.shape) / 8.0)
     flat -= flat.mean()
+    if not np.any(np.abs(flat) > 1e-9 * (np.abs(crop).max() + 1e-30)):
+        raise ValueError("the image has no contrast; give the separation by hand")
     spectrum = np.fft.rfft2(flat, s=(2 * crop_h, 2 * crop_w))
     acf = np.fft.irfft2(np.abs(spectrum) ** 2, s=(2 * crop_h, 2 * crop_w))
     # normalise by the overlap area so long lags are not penalised
@@ -103,6 +105,8 @@ def estimate_separation(image, *, dark: bool = False, min_separation_px: float =
         raise ValueError("no periodic structure found in the image; give the separation by hand")
     # heights above the autocorrelation's floor (a zero-mean image has negative lags)
     heights = acf[rows, cols] - acf.min()
+    if not heights.max() > 0:
+        raise ValueError("no periodic structure found in the image; give the separation by hand")
     strong = heights >= 0.05 * heights.max()
     rows, cols = rows[strong], cols[strong]
     nearest = int(np.argmin(distance[rows, cols]))
