@@ -62,3 +62,12 @@ def extract_windows(image: np.ndarray, centre_rc: np.ndarray, half: int) -> Wind
     values = image[rr_c[:, :, None], cc_c[:, None, :]].astype(np.float64)
     valid = ok_r[:, :, None] & ok_c[:, None, :]
     return Windows(values, rr.astype(np.float64), cc.astype(np.float64), valid, centre, int(half))
+
+
+def outside_image(positions_rc: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """True for (row, col) positions beyond the image's outer pixel edges (NaN counts as outside)."""
+    height, width = shape
+    rows, cols = positions_rc[:, 0], positions_rc[:, 1]
+    with np.errstate(invalid="ignore"):
+        inside = (rows >= -0.5) & (rows <= height - 0.5) & (cols >= -0.5) & (cols <= width - 0.5)
+    return ~inside

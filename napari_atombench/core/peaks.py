@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ._windows import extract_windows
+from ._windows import extract_windows, outside_image
 from .io import as_image_2d
 
 __all__ = ["estimate_separation", "find_seeds", "snap_to_peak"]
@@ -244,7 +244,7 @@ def snap_to_peak(
     if not np.isfinite(points).all():
         raise ValueError("snap_to_peak: a point is not finite")
     height, width = img.shape
-    outside = (points[:, 0] < -0.5) | (points[:, 0] > height - 0.5) | (points[:, 1] < -0.5) | (points[:, 1] > width - 0.5)
+    outside = outside_image(points, img.shape)
     if outside.any():
         raise ValueError(
             f"snap_to_peak: point {points[np.argmax(outside)].tolist()} is outside the {height}x{width} image"

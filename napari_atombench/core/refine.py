@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from ..models.base import Cancelled, ProgressCallback
-from ._windows import extract_windows
+from ._windows import extract_windows, outside_image
 from .io import as_image_2d
 
 __all__ = [
@@ -141,17 +141,10 @@ def _positions_and_usable(positions_rc, shape) -> tuple[np.ndarray, np.ndarray, 
         positions = np.zeros((0, 2))
     if positions.ndim != 2 or positions.shape[1] != 2:
         raise ValueError(f"positions_rc must have shape (N, 2) as (row, col); got {positions.shape}")
-    height, width = shape
     reason = np.full(len(positions), "", dtype=object)
     finite = np.isfinite(positions).all(axis=1)
     reason[~finite] = "position not finite"
-    with np.errstate(invalid="ignore"):
-        inside = (
-            (positions[:, 0] >= -0.5)
-            & (positions[:, 0] <= height - 0.5)
-            & (positions[:, 1] >= -0.5)
-            & (positions[:, 1] <= width - 0.5)
-        )
+    inside = ~outside_image(positions, shape)
     reason[finite & ~inside] = "outside the image"
     return positions, finite & inside, reason
 
@@ -213,6 +206,17 @@ def _report(progress, cancelled, done, total):
 # ----------------------------------------------------------------------------
 
 
+def _disk_weights(img, pos, radius, half):
+    """Windows around ``pos``, the disk of ``radius`` in them, and background-subtracted weights."""
+    win = extract_windows(img, np.rint(pos), half)
+    dy = win.rows[:, :, None] - pos[:, 0, None, None]
+    dx = win.cols[:, None, :] - pos[:, 1, None, None]
+    inside = (dy**2 + dx**2 <= radius**2) & win.valid
+    background = np.where(inside, win.values, np.inf).min(axis=(1, 2))
+    weight = np.where(inside, win.values - background[:, None, None], 0.0)
+    return win, dy, dx, inside, background, weight, weight.sum(axis=(1, 2))
+
+
 def _com_batch(img, positions, radius, n_iter):
     """Iterated centre of mass for a batch of usable positions.
 
@@ -224,13 +228,7 @@ def _com_batch(img, positions, radius, n_iter):
     n = len(pos)
     total = np.zeros(n)
     for _ in range(max(1, n_iter)):
-        win = extract_windows(img, np.rint(pos), half)
-        dy = win.rows[:, :, None] - pos[:, 0, None, None]
-        dx = win.cols[:, None, :] - pos[:, 1, None, None]
-        inside = (dy**2 + dx**2 <= radius**2) & win.valid
-        background = np.where(inside, win.values, np.inf).min(axis=(1, 2))
-        weight = np.where(inside, win.values - background[:, None, None], 0.0)
-        total = weight.sum(axis=(1, 2))
+        win, dy, dx, inside, background, weight, total = _disk_weights(img, pos, radius, half)
         with np.errstate(invalid="ignore", divide="ignore"):
             new_r = (weight * win.rows[:, :, None]).sum(axis=(1, 2)) / total
             new_c = (weight * win.cols[:, None, :]).sum(axis=(1, 2)) / total
@@ -241,13 +239,7 @@ def _com_batch(img, positions, radius, n_iter):
         if shift.max(initial=0.0) < 1e-3:
             break
     # final statistics at the final position
-    win = extract_windows(img, np.rint(pos), half)
-    dy = win.rows[:, :, None] - pos[:, 0, None, None]
-    dx = win.cols[:, None, :] - pos[:, 1, None, None]
-    inside = (dy**2 + dx**2 <= radius**2) & win.valid
-    background = np.where(inside, win.values, np.inf).min(axis=(1, 2))
-    weight = np.where(inside, win.values - background[:, None, None], 0.0)
-    total = weight.sum(axis=(1, 2))
+    win, dy, dx, inside, background, weight, total = _disk_weights(img, pos, radius, half)
     peak = np.where(inside, win.values, -np.inf).max(axis=(1, 2))
     amplitude = peak - background
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -258,13 +250,12 @@ def _com_batch(img, positions, radius, n_iter):
         var_c = (variance * dx**2).sum(axis=(1, 2)) / total**2
         uncertainty = np.sqrt(0.5 * (var_r + var_c))
     moved = np.hypot(*(pos - start).T)
-    height, width = img.shape
     ok = np.isfinite(pos).all(axis=1) & (total > 0)
     reason = np.full(n, "", dtype=object)
     reason[~ok] = "centre of mass undefined (flat window)"
     left = ok & (moved > radius)
     reason[left] = "centre of mass left its window"
-    outside = ok & ((pos[:, 0] < -0.5) | (pos[:, 0] > height - 0.5) | (pos[:, 1] < -0.5) | (pos[:, 1] > width - 0.5))
+    outside = ok & outside_image(pos, img.shape)
     reason[outside] = "centre of mass outside the image"
     ok &= ~left & ~outside
     return pos, amplitude, sigma, background, uncertainty, ok, reason
@@ -666,8 +657,7 @@ def _check_fit(fit, start, half, image_shape):
         non_positive = amplitude <= 0
         # a column must stand out of the noise (3 sigma) and of the background
         weak = ~(amplitude > 3.0 * fit["amplitude_uncertainty"]) | ~(amplitude > 1e-6 * np.abs(fit["background"]))
-        height, width = image_shape
-        outside = (pos[:, 0] < -0.5) | (pos[:, 0] > height - 0.5) | (pos[:, 1] < -0.5) | (pos[:, 1] > width - 0.5)
+        outside = outside_image(pos, image_shape)
     reason[~fit["converged"]] = "fit did not converge"
     reason[weak] = "amplitude not significant"
     reason[non_positive] = "amplitude not positive"
