@@ -275,3 +275,25 @@ def test_cramer_rao_bound_limit():
     assert bound == pytest.approx(sigma / np.sqrt(n_photons), rel=0.05)
     # background only makes it worse
     assert cramer_rao_bound_px(amplitude, sigma, 50.0, window_px=41) > 1.1 * bound
+
+
+def test_refine_command_writes_refined_csv(tmp_path, capsys):
+    from napari_atombench.cli import main
+    from napari_atombench.core.io import write_positions
+
+    image_path, labels_path = sample_paths("srtio3")
+    truth = read_positions(labels_path)
+    noisy = tmp_path / "clicks.csv"
+    rng = np.random.default_rng(0)
+    write_positions(noisy, truth.positions_rc + rng.normal(0, 1.0, truth.positions_rc.shape),
+                    features=truth.features)
+    out = tmp_path / "refined.csv"
+    assert main(["refine", str(image_path), str(noisy), "--method", "joint", "--out", str(out)]) == 0
+    assert "181 columns refined" in capsys.readouterr().out
+    refined = read_positions(out)
+    assert refined.pixel_size_A == pytest.approx(0.15)
+    assert list(refined.features["species"]) == list(truth.features["species"])
+    assert set(refined.features["status"]) == {"converged"}
+    assert _rmse_per_axis(refined.positions_rc, truth.positions_rc) < 0.15
+    assert main(["refine", str(image_path), str(noisy), "--method", "com", "--out", str(tmp_path / "missing" / "x.csv")]) == 0
+    assert main(["refine", str(tmp_path / "nope.tif"), str(noisy), "--out", str(out)]) == 2

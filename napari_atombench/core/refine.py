@@ -53,6 +53,8 @@ __all__ = [
     "default_window_px",
     "refine_center_of_mass",
     "refine_gaussian",
+    "refine_positions",
+    "REFINE_METHODS",
 ]
 
 STATUS_CONVERGED = "converged"
@@ -123,7 +125,7 @@ class RefineResult:
                 "sigma_px": self.sigma_px,
                 "background": self.background,
                 "uncertainty_px": self.position_uncertainty_px,
-                "status": pd.Categorical(self.status, categories=[STATUS_CONVERGED, STATUS_FELL_BACK, STATUS_REJECTED]),
+                "status": self.status.astype(object),
             }
         )
         return table
@@ -914,6 +916,35 @@ def refine_gaussian(
                    reason=[f"Gaussian fit failed ({r}); centre of mass used" for r in why[bad][ok]])
             result.reason[back[~ok]] = [f"Gaussian fit failed ({r}); {c}" for r, c in zip(why[bad][~ok], com_why[~ok])]
     return result
+
+
+#: Method names accepted by :func:`refine_positions` (CLI and widget).
+REFINE_METHODS = ("gaussian", "joint", "com")
+
+
+def refine_positions(image, positions_rc, method: str = "gaussian", **options) -> RefineResult:
+    """Refine with a method named as on the command line.
+
+    Parameters
+    ----------
+    image, positions_rc
+        As for :func:`refine_gaussian`.
+    method : {"gaussian", "joint", "com"}
+        Gaussian fit; Gaussian fit with overlapping columns fitted jointly;
+        centre of mass.
+    **options
+        Passed on (``dark``, ``progress``, ``cancelled``, ``window_px`` or
+        ``radius_px``...).
+
+    Returns
+    -------
+    RefineResult
+    """
+    if method == "com":
+        return refine_center_of_mass(image, positions_rc, **options)
+    if method in ("gaussian", "joint"):
+        return refine_gaussian(image, positions_rc, overlapping=(method == "joint"), **options)
+    raise ValueError(f"unknown refinement method {method!r}; use one of {', '.join(REFINE_METHODS)}")
 
 
 def _estimate_sigma(img, positions, half) -> float:

@@ -48,8 +48,7 @@ from ..core.refine import (
     STATUS_CONVERGED,
     STATUS_FELL_BACK,
     STATUS_REJECTED,
-    refine_center_of_mass,
-    refine_gaussian,
+    refine_positions,
 )
 from ..models.base import Cancelled
 
@@ -78,11 +77,7 @@ class _Relay(QObject):
 
 def _run_refine(method: str, image, positions, dark, progress, cancelled):
     """The worker's job: one core call."""
-    if method == "com":
-        return refine_center_of_mass(image, positions, dark=dark, progress=progress, cancelled=cancelled)
-    return refine_gaussian(
-        image, positions, overlapping=(method == "joint"), dark=dark, progress=progress, cancelled=cancelled
-    )
+    return refine_positions(image, positions, method, dark=dark, progress=progress, cancelled=cancelled)
 
 
 class LabelingWidget(Container):
@@ -385,7 +380,6 @@ class LabelingWidget(Container):
         self._push_undo(layer)
         features = layer.features.reset_index(drop=True).copy()
         fit = result.features()
-        fit["status"] = fit["status"].astype(object)
         for column in fit.columns:
             features[column] = fit[column].to_numpy()
         self._set_points(layer, result.positions_rc, features)
