@@ -28,6 +28,7 @@ module only reads and writes layers.
 from __future__ import annotations
 
 import threading
+import weakref
 from datetime import datetime
 from pathlib import Path
 
@@ -121,8 +122,8 @@ class LabelingWidget(Container):
         self._image_combo.changed.connect(lambda: self._image_changed())
 
         self._undo_stack: list[tuple[str, np.ndarray, pd.DataFrame]] = []
-        self._separation_cache: dict[int, float] = {}
-        self._watched: set[int] = set()
+        self._separation_cache: tuple[object, float] | None = None  # (image data, separation)
+        self._watched: weakref.WeakSet = weakref.WeakSet()
         self._editing = False  # guards our own writes against the snap handler
         self.worker = None
         self._cancel_event = threading.Event()
@@ -184,9 +185,9 @@ class LabelingWidget(Container):
         return layer
 
     def _watch(self, layer: Points):
-        if id(layer) in self._watched:
+        if layer in self._watched:
             return
-        self._watched.add(id(layer))
+        self._watched.add(layer)
         layer.events.data.connect(lambda event, layer=layer: self._on_data(layer, event))
         layer.events.features.connect(lambda event=None, layer=layer: self._schedule_autosave(layer))
 
@@ -201,10 +202,9 @@ class LabelingWidget(Container):
         image = self.image_layer
         if image is None:
             raise ValueError("choose an image first")
-        key = id(image.data)
-        if key not in self._separation_cache:
-            self._separation_cache[key] = estimate_separation(np.asarray(image.data), dark=self._dark.value)
-        return self._separation_cache[key]
+        if self._separation_cache is None or self._separation_cache[0] is not image.data:
+            self._separation_cache = (image.data, estimate_separation(np.asarray(image.data)))
+        return self._separation_cache[1]
 
     # ------------------------------------------------------------ undo
 
