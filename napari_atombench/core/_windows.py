@@ -36,7 +36,7 @@ class Windows:
     half: int
 
 
-def extract_windows(image: np.ndarray, centre_rc: np.ndarray, half: int) -> Windows:
+def extract_windows(image: np.ndarray, centre_rc: np.ndarray, half: int, dtype=np.float64) -> Windows:
     """Cut ``(2 * half + 1)``-pixel square windows centred on integer pixels.
 
     Parameters
@@ -45,6 +45,8 @@ def extract_windows(image: np.ndarray, centre_rc: np.ndarray, half: int) -> Wind
     centre_rc : array_like of int, shape (N, 2)
     half : int
         Half width; the window is ``2 * half + 1`` pixels wide.
+    dtype : numpy dtype
+        Of the returned values.
 
     Returns
     -------
@@ -59,7 +61,7 @@ def extract_windows(image: np.ndarray, centre_rc: np.ndarray, half: int) -> Wind
     ok_c = (cc >= 0) & (cc < width)
     rr_c = np.clip(rr, 0, height - 1)
     cc_c = np.clip(cc, 0, width - 1)
-    values = image[rr_c[:, :, None], cc_c[:, None, :]].astype(np.float64)
+    values = image[rr_c[:, :, None], cc_c[:, None, :]].astype(dtype, copy=False)
     valid = ok_r[:, :, None] & ok_c[:, None, :]
     return Windows(values, rr.astype(np.float64), cc.astype(np.float64), valid, centre, int(half))
 
