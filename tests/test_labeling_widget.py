@@ -41,11 +41,15 @@ def _wait_refined(qtbot, widget, method):
     return worker
 
 
-def test_widget_is_contributed_by_the_manifest():
-    from npe2 import PluginManifest
+def test_widget_opens_from_the_plugin_menu(make_napari_viewer):
+    from napari_atombench.widgets.labeling import LabelingWidget
 
-    manifest = PluginManifest.from_distribution("napari-atombench")
-    assert "Label atom columns" in {w.display_name for w in manifest.contributions.widgets}
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-atombench", "ws2")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-atombench", "Label atom columns")
+    assert isinstance(widget, LabelingWidget)
+    assert widget.image_layer.name == "ws2_monolayer"
+    assert widget.labels_layer().name == "ws2_monolayer labels"
 
 
 def test_seed_snap_refine_save(make_napari_viewer, qtbot, image_file, tmp_path):

@@ -38,6 +38,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label,
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from napari.layers import Image, Points
+from napari.viewer import Viewer
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
@@ -84,7 +85,7 @@ def _run_refine(method: str, image, positions, dark, progress, cancelled):
 class LabelingWidget(Container):
     """Label atom columns: seed, snap, refine, review, save, autosave."""
 
-    def __init__(self, napari_viewer):
+    def __init__(self, napari_viewer: Viewer):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self._image_combo = ComboBox(label="image", choices=self._image_choices)
@@ -602,8 +603,3 @@ def _file_features(layer: Points) -> pd.DataFrame | None:
         if features[column].dtype.name == "category":
             features[column] = features[column].astype(object)
     return features
-
-
-def make_labeling_widget(napari_viewer) -> LabelingWidget:
-    """npe2 widget factory."""
-    return LabelingWidget(napari_viewer)
