@@ -903,8 +903,9 @@ def refine_gaussian(
             _report(progress, cancelled, done, total)
     result.group[index] = group_id
     # statuses, fallbacks
-    for local, fit, begin in fits:
-        why = _check_fit(fit, begin, half, img.shape)
+    reasons = [_check_fit(fit, begin, half, img.shape) for local, fit, begin in fits]
+    _flag_merged(fits, reasons, positions[index])
+    for (local, fit, begin), why in zip(fits, reasons):
         good = why == ""
         cols = index[local]
         _store(result, cols[good], fit["positions"][good], fit["amplitude"][good], fit["sigma"][good],
@@ -950,6 +951,38 @@ def refine_positions(image, positions_rc, method: str = "gaussian", **options) -
     if method in ("gaussian", "joint"):
         return refine_gaussian(image, positions_rc, overlapping=(method == "joint"), **options)
     raise ValueError(f"unknown refinement method {method!r}; use one of {', '.join(REFINE_METHODS)}")
+
+
+#: Two fits closer than this (px) that started farther apart than twice it have
+#: converged onto one peak: an unresolved close pair fitted independently.
+_MERGED_PX = 1.0
+
+
+def _flag_merged(fits, reasons, start) -> None:
+    """Mark fits that collapsed onto another column's peak (in ``reasons``, in place)."""
+    from scipy.spatial import cKDTree
+
+    local = np.concatenate([f[0] for f in fits]) if fits else np.zeros(0, dtype=int)
+    if len(local) < 2:
+        return
+    fitted = np.concatenate([f[1]["positions"] for f in fits])
+    ok = np.concatenate(reasons) == ""
+    candidates = np.flatnonzero(ok)
+    if len(candidates) < 2:
+        return
+    pairs = cKDTree(fitted[candidates]).query_pairs(_MERGED_PX, output_type="ndarray")
+    if not len(pairs):
+        return
+    a, b = candidates[pairs[:, 0]], candidates[pairs[:, 1]]
+    apart = np.hypot(*(start[local[a]] - start[local[b]]).T) > 2 * _MERGED_PX
+    merged = np.zeros(len(local), dtype=bool)
+    merged[a[apart]] = True
+    merged[b[apart]] = True
+    offset = 0
+    for reason in reasons:
+        flags = merged[offset : offset + len(reason)]
+        reason[flags] = "converged onto the same peak as another column; fit close pairs with overlapping=True"
+        offset += len(reason)
 
 
 def _estimate_sigma(img, positions, half) -> float:
