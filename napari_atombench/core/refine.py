@@ -23,7 +23,9 @@ Every column gets a status:
     the fit converged with a sane result;
 ``"fell back"``
     the Gaussian fit failed (NaN, singular, centre left its window, sigma or
-    amplitude absurd) and the centre-of-mass result is used instead;
+    amplitude absurd, or it converged onto the same peak as another column:
+    an unresolved close pair fitted independently) and the centre-of-mass
+    result is used instead;
 ``"rejected"``
     the input is unusable (not finite, outside the image) or even the
     centre of mass failed; the input position is returned unchanged.
