@@ -140,6 +140,7 @@ class LabelingWidget(Container):
         pending = self._pending
         self.native.destroyed.connect(lambda *_: _write_autosave(pending.pop("job", None)))
         self._restore_candidate: Path | None = None
+        self._offered: set[tuple[str, int]] = set()
 
         self.viewer.layers.events.inserted.connect(self._layers_changed)
         self.viewer.layers.events.removed.connect(self._layers_changed)
@@ -568,7 +569,10 @@ class LabelingWidget(Container):
         message = (f"Autosaved labels of {self._image_combo.value} ({len(table)} points, {when}) differ "
                    "from the open ones: 'Restore autosave' in Label atom columns brings them back")
         self._status.value = message
-        show_info(message)
+        key = (str(path), path.stat().st_mtime_ns)
+        if key not in self._offered:  # one notification per autosave version
+            self._offered.add(key)
+            show_info(message)
 
     def restore_autosave(self) -> Points | None:
         """Load the autosaved labels of the chosen image (undo-able)."""
