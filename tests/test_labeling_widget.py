@@ -179,3 +179,4 @@ def test_refine_without_labels_reports_error(make_napari_viewer):
     widget = LabelingWidget(viewer)
     assert widget.refine() is None
     assert widget.seed() is None  # no periodic structure: an error notification, no crash
+

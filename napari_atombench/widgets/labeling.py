@@ -190,8 +190,9 @@ class LabelingWidget(Container):
         if layer in self._watched:
             return
         self._watched.add(layer)
-        layer.events.data.connect(lambda event, layer=layer: self._on_data(layer, event))
-        layer.events.features.connect(lambda event=None, layer=layer: self._schedule_autosave(layer))
+        # bound methods: napari keeps weak references, so a closed widget is not called
+        layer.events.data.connect(self._on_data)
+        layer.events.features.connect(self._on_features)
 
     def _image_data(self) -> np.ndarray:
         image = self.image_layer
@@ -291,7 +292,11 @@ class LabelingWidget(Container):
         self._status.value = f"{len(seeds)} seeds added ({len(layer.data)} points, separation {separation:.1f} px)"
         return layer
 
-    def _on_data(self, layer: Points, event):
+    def _on_features(self, event):
+        self._schedule_autosave(event.source)
+
+    def _on_data(self, event):
+        layer = event.source
         if getattr(event, "action", None) == "added" and not self._editing and self._snap.value:
             self._snap_points(layer, event.data_indices)
         if getattr(event, "action", None) in ("added", "removed", "changed"):
