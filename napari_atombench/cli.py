@@ -132,8 +132,34 @@ def _run_score(args) -> int:
     return 0
 
 
+def _add_refine(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "refine",
+        help="refine atom-column positions by peak fitting",
+        description="Refine the positions of a labels CSV on an image and write them, with "
+        "the per-column fit results (amplitude, sigma_px, background, uncertainty_px, "
+        "status), to a new CSV.",
+    )
+    parser.add_argument("image", type=Path)
+    parser.add_argument("labels", type=Path, help="positions CSV (x_px,y_px...)")
+    parser.add_argument("--method", choices=["gaussian", "joint", "com"], default="gaussian",
+                        help="Gaussian fit, Gaussian with overlapping columns fitted jointly, or centre of mass")
+    parser.add_argument("--dark", action="store_true", help="dark columns on a bright background (ABF)")
+    parser.add_argument("--out", type=Path, required=True, help="output CSV")
+    parser.set_defaults(func=_run_refine)
+
+
+def _run_refine(args) -> int:
+    from .core.refine_files import refine_labels_file
+
+    result = refine_labels_file(args.image, args.labels, args.out, method=args.method, dark=args.dark)
+    counts = ", ".join(f"{n} {status}" for status, n in result.counts().items())
+    print(f"{len(result)} columns refined ({counts}); written to {args.out}")
+    return 0
+
+
 #: Subcommand registrars, in the order they appear in --help.
-COMMANDS: list[Callable] = [_add_view, _add_info, _add_score]
+COMMANDS: list[Callable] = [_add_view, _add_info, _add_score, _add_refine]
 
 
 def build_parser() -> argparse.ArgumentParser:

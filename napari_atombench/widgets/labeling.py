@@ -1,0 +1,614 @@
+"""Dock widget "Label atom columns": seed, snap, refine, review, save - never lose a label.
+
+Thin by design: every number comes from :mod:`napari_atombench.core.peaks`,
+:mod:`napari_atombench.core.refine` and :mod:`napari_atombench.core.io`; this
+module only reads and writes layers.
+
+* **Seed** finds column seeds in the chosen image and adds them to the
+  ``<image> labels`` Points layer (created when missing; existing points are
+  kept, seeds closer than half a separation to one are skipped).
+* **Snap new points to peak**: a point added by hand is moved onto the
+  column under the click.
+* **Refine** runs centre of mass, Gaussian, or Gaussian with overlaps in a
+  ``thread_worker`` with a napari progress bar and a Cancel button, then
+  writes positions and per-point features (amplitude, sigma_px, background,
+  uncertainty_px, status) in place. napari 0.9 Points layers have no undo for
+  programmatic edits, so the widget keeps its own: **Undo** restores the
+  positions and features before the last seed / refine / load / restore.
+* **Select doubtful** selects points that fell back, were rejected or have a
+  low amplitude, for review; **Colour by** shows the fit status or the
+  position uncertainty.
+* **Save / Load** labels as CSV (:func:`~napari_atombench.core.io.write_positions`).
+* **Autosave**: one second after the last edit the labels are written
+  atomically to a sidecar file (see :mod:`napari_atombench.core.autosave`);
+  when an image whose autosave differs from its labels is chosen, the widget
+  offers to restore it.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton
+from qtpy.QtCore import QObject, QTimer, Signal
+
+from napari.layers import Image, Points
+from napari.viewer import Viewer
+from napari.utils import progress as napari_progress
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from .._napari.layers import labels_layer_kwargs
+from ..core.autosave import autosave_path
+from ..core.io import read_positions, write_positions
+from ..core.peaks import estimate_separation, find_seeds, snap_to_peak
+from ..core.refine import (
+    STATUS_CONVERGED,
+    STATUS_FELL_BACK,
+    STATUS_REJECTED,
+    refine_positions,
+)
+from ..models.base import Cancelled
+
+#: Status of a point that has not been refined (seeded or clicked).
+STATUS_UNREFINED = "unrefined"
+STATUS_COLOURS = {
+    STATUS_UNREFINED: "#ffd400",
+    STATUS_CONVERGED: "#2ecc40",
+    STATUS_FELL_BACK: "#ff851b",
+    STATUS_REJECTED: "#ff2020",
+}
+FIT_FEATURES = ("amplitude", "sigma_px", "background", "uncertainty_px")
+METHODS = {
+    "Gaussian": "gaussian",
+    "Gaussian with overlaps": "joint",
+    "Centre of mass": "com",
+}
+AUTOSAVE_DELAY_MS = 1000
+
+
+class _Relay(QObject):
+    """Carries progress from the worker thread to the GUI thread (queued signal)."""
+
+    progressed = Signal(int, int)
+
+
+def _run_refine(method: str, image, positions, dark, progress, cancelled):
+    """The worker's job: one core call."""
+    return refine_positions(image, positions, method, dark=dark, progress=progress, cancelled=cancelled)
+
+
+class LabelingWidget(Container):
+    """Label atom columns: seed, snap, refine, review, save, autosave."""
+
+    def __init__(self, napari_viewer: Viewer):
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self._image_combo = ComboBox(label="image", choices=self._image_choices)
+        self._threshold = FloatSpinBox(label="seed threshold", value=0.1, min=0.0, max=0.95, step=0.05)
+        self._dark = CheckBox(text="dark columns (ABF)", value=False)
+        self._seed_button = PushButton(text="Seed")
+        self._snap = CheckBox(text="snap new points to peak", value=True)
+        self._method = ComboBox(label="method", choices=list(METHODS), value="Gaussian")
+        self._refine_button = PushButton(text="Refine")
+        self._cancel_button = PushButton(text="Cancel", enabled=False)
+        self._undo_button = PushButton(text="Undo", enabled=False)
+        self._colour_by = ComboBox(label="colour by", choices=["status", "uncertainty_px", "none"], value="status")
+        self._low_amplitude = FloatSpinBox(label="low amplitude <", value=0.5, min=0.0, max=1.0, step=0.05,
+                                           tooltip="fraction of the median amplitude")
+        self._select_button = PushButton(text="Select doubtful")
+        self._save_button = PushButton(text="Save labels...")
+        self._load_button = PushButton(text="Load labels...")
+        self._restore_button = PushButton(text="Restore autosave", enabled=False)
+        self._status = Label(value="")
+        self.extend([
+            self._image_combo, self._threshold, self._dark, self._seed_button, self._snap,
+            self._method, self._refine_button, self._cancel_button, self._undo_button,
+            self._colour_by, self._low_amplitude, self._select_button,
+            self._save_button, self._load_button, self._restore_button, self._status,
+        ])
+        self._seed_button.changed.connect(lambda: self.seed())
+        self._refine_button.changed.connect(lambda: self.refine())
+        self._cancel_button.changed.connect(lambda: self.cancel())
+        self._undo_button.changed.connect(lambda: self.undo())
+        self._select_button.changed.connect(lambda: self.select_doubtful())
+        self._save_button.changed.connect(lambda: self.save_labels())
+        self._load_button.changed.connect(lambda: self.load_labels())
+        self._restore_button.changed.connect(lambda: self.restore_autosave())
+        self._colour_by.changed.connect(lambda: self._apply_colours())
+        self._image_combo.changed.connect(lambda: self._image_changed())
+
+        self._undo_stack: list[tuple[str, np.ndarray, pd.DataFrame]] = []
+        self._separation_cache: tuple[object, float] | None = None  # (image data, separation)
+        self._watched: weakref.WeakSet = weakref.WeakSet()
+        self._editing = False  # guards our own writes against the snap handler
+        self.worker = None
+        self._cancel_event = threading.Event()
+        self._pbar = None
+        self._relay = _Relay()
+        self._relay.progressed.connect(self._on_progress)
+        # the timer dies with the widget; an edit still pending then is written at once
+        self._autosave_timer = QTimer(self.native)
+        self._autosave_timer.setSingleShot(True)
+        self._autosave_timer.setInterval(AUTOSAVE_DELAY_MS)
+        self._autosave_timer.timeout.connect(self.autosave_now)
+        self._pending: dict = {}
+        pending = self._pending
+        self.native.destroyed.connect(lambda *_: _write_autosave(pending.pop("job", None)))
+        self._restore_candidate: Path | None = None
+        self._offered: set[tuple[str, int]] = set()
+
+        self.viewer.layers.events.inserted.connect(self._layers_changed)
+        self.viewer.layers.events.removed.connect(self._layers_changed)
+        self._layers_changed()
+
+    # ------------------------------------------------------------ layers
+
+    def _image_choices(self, _widget=None):
+        return [layer.name for layer in self.viewer.layers if isinstance(layer, Image) and layer.data.ndim == 2]
+
+    def _layers_changed(self, event=None):
+        self._image_combo.reset_choices()
+        for layer in self.viewer.layers:
+            if isinstance(layer, Points) and layer.name.endswith(" labels"):
+                self._watch(layer)
+        self._image_changed()
+
+    @property
+    def image_layer(self) -> Image | None:
+        name = self._image_combo.value
+        if name is None or name not in self.viewer.layers:
+            return None
+        return self.viewer.layers[name]
+
+    def labels_layer(self, create: bool = False) -> Points | None:
+        """The ``<image> labels`` Points layer of the chosen image."""
+        image = self.image_layer
+        if image is None:
+            return None
+        name = f"{image.name} labels"
+        if name in self.viewer.layers:
+            return self.viewer.layers[name]
+        if not create:
+            return None
+        empty = np.zeros((0, 2))
+        kwargs = labels_layer_kwargs(name, empty, pixel_size_A=image.metadata.get("pixel_size_A"),
+                                     metadata={"image": image.name, "role": "labels"})
+        try:
+            kwargs["size"] = max(2.0, 0.25 * self.separation_px())
+        except ValueError:
+            pass  # no periodic structure: keep the default marker size
+        layer = self.viewer.add_points(empty, **kwargs)
+        self._watch(layer)
+        return layer
+
+    def _watch(self, layer: Points):
+        if layer in self._watched:
+            return
+        self._watched.add(layer)
+        # bound methods: napari keeps weak references, so a closed widget is not called
+        layer.events.data.connect(self._on_data)
+        layer.events.features.connect(self._on_features)
+
+    def _image_data(self) -> np.ndarray:
+        image = self.image_layer
+        if image is None:
+            raise ValueError("choose an image first")
+        return np.asarray(image.data)
+
+    def separation_px(self) -> float:
+        """Nearest-column distance of the chosen image (cached)."""
+        image = self.image_layer
+        if image is None:
+            raise ValueError("choose an image first")
+        if self._separation_cache is None or self._separation_cache[0] is not image.data:
+            self._separation_cache = (image.data, estimate_separation(np.asarray(image.data)))
+        return self._separation_cache[1]
+
+    # ------------------------------------------------------------ undo
+
+    def _push_undo(self, layer: Points):
+        self._undo_stack.append((layer.name, np.array(layer.data, copy=True), layer.features.copy()))
+        del self._undo_stack[:-20]
+        self._undo_button.enabled = True
+
+    def undo(self):
+        """Restore the positions and features before the last seed / refine / load / restore."""
+        if not self._undo_stack:
+            show_info("nothing to undo")
+            return
+        name, data, features = self._undo_stack.pop()
+        self._undo_button.enabled = bool(self._undo_stack)
+        if name not in self.viewer.layers:
+            show_warning(f"cannot undo: layer {name!r} is gone")
+            return
+        layer = self.viewer.layers[name]
+        self._set_points(layer, data, features)
+        self._status.value = f"undone: {len(data)} points"
+
+    def _set_points(self, layer: Points, data: np.ndarray, features: pd.DataFrame | None):
+        self._editing = True
+        try:
+            layer.selected_data = set()
+            layer.data = np.asarray(data, dtype=float).reshape(-1, 2)
+            if features is not None and len(features.columns) and len(features) == len(layer.data):
+                layer.features = features.reset_index(drop=True)
+            self._ensure_feature_columns(layer)
+        finally:
+            self._editing = False
+        self._apply_colours(layer)
+        self._schedule_autosave(layer)
+
+    def _ensure_feature_columns(self, layer: Points):
+        features = layer.features.copy()
+        changed = False
+        if "status" not in features.columns:
+            features["status"] = STATUS_UNREFINED
+            changed = True
+        for column in FIT_FEATURES:
+            if column not in features.columns:
+                features[column] = np.nan
+                changed = True
+        if features["status"].dtype.name == "category":
+            features["status"] = features["status"].astype(object)
+            changed = True
+        if changed:
+            layer.features = features
+        defaults = {column: np.nan for column in FIT_FEATURES}
+        defaults["status"] = STATUS_UNREFINED
+        current = layer.feature_defaults
+        for column in current.columns:
+            if column not in defaults:
+                defaults[column] = current[column].iloc[0] if len(current) else None
+        layer.feature_defaults = defaults
+
+    # ------------------------------------------------------------ seed and snap
+
+    def seed(self) -> Points | None:
+        """Add column seeds of the chosen image to its labels layer."""
+        try:
+            image = self._image_data()
+            separation = self.separation_px()
+            seeds = find_seeds(image, separation, threshold=self._threshold.value, dark=self._dark.value)
+        except ValueError as exc:
+            show_error(f"Seed: {exc}")
+            return None
+        layer = self.labels_layer(create=True)
+        existing = np.asarray(layer.data)
+        if len(existing) and len(seeds):
+            from scipy.spatial import cKDTree
+
+            distance, _ = cKDTree(existing).query(seeds)
+            seeds = seeds[distance > 0.5 * separation]
+        self._push_undo(layer)
+        features = layer.features.reset_index(drop=True)
+        new_rows = pd.DataFrame({"status": [STATUS_UNREFINED] * len(seeds)})
+        merged = pd.concat([features, new_rows], ignore_index=True) if len(features.columns) else None
+        self._set_points(layer, np.vstack([existing.reshape(-1, 2), seeds]), merged)
+        self._status.value = f"{len(seeds)} seeds added ({len(layer.data)} points, separation {separation:.1f} px)"
+        return layer
+
+    def _on_features(self, event):
+        self._schedule_autosave(event.source)
+
+    def _on_data(self, event):
+        layer = event.source
+        if getattr(event, "action", None) == "added" and not self._editing and self._snap.value:
+            self._snap_points(layer, event.data_indices)
+        if getattr(event, "action", None) in ("added", "removed", "changed"):
+            self._schedule_autosave(layer)
+
+    def _snap_points(self, layer: Points, indices):
+        image_layer = self.image_layer
+        if image_layer is None or layer.name != f"{image_layer.name} labels" or not len(layer.data):
+            return
+        n = len(layer.data)
+        idx = np.unique(np.asarray(indices, dtype=int) % n) if len(indices) else np.zeros(0, int)
+        if not idx.size:
+            return
+        data = np.array(layer.data, copy=True)
+        try:
+            radius = 0.4 * self.separation_px()
+            data[idx] = snap_to_peak(np.asarray(image_layer.data), data[idx], radius, dark=self._dark.value)
+        except ValueError as exc:
+            show_warning(f"Snap: {exc}")
+            return
+        self._editing = True
+        try:
+            selected = set(layer.selected_data)
+            layer.data = data
+            layer.selected_data = selected
+        finally:
+            self._editing = False
+
+    # ------------------------------------------------------------ refine
+
+    @property
+    def busy(self) -> bool:
+        return self.worker is not None
+
+    def refine(self, method: str | None = None):
+        """Refine the labels in a worker thread; returns the worker (or None)."""
+        from napari.qt.threading import create_worker
+
+        if self.busy:
+            show_warning("a refinement is already running")
+            return None
+        layer = self.labels_layer()
+        if layer is None or not len(layer.data):
+            show_error("Refine: no labels to refine; seed or click points first")
+            return None
+        try:
+            image = self._image_data()
+        except ValueError as exc:
+            show_error(f"Refine: {exc}")
+            return None
+        method = method or METHODS[self._method.value]
+        positions = np.array(layer.data, copy=True)
+        self._cancel_event.clear()
+        self._pbar = napari_progress(total=len(positions), desc=f"Refining {len(positions)} columns")
+        relay = self._relay
+        worker = create_worker(
+            _run_refine, method, image, positions, self._dark.value,
+            lambda done, total: relay.progressed.emit(done, total),
+            self._cancel_event.is_set,
+            _ignore_errors=True,  # errors are shown by _refine_failed
+        )
+        worker.returned.connect(lambda result: self._refined(layer, positions, result))
+        worker.errored.connect(self._refine_failed)
+        worker.finished.connect(self._worker_finished)
+        self.worker = worker
+        self._refine_button.enabled = False
+        self._cancel_button.enabled = True
+        self._status.value = "refining..."
+        worker.start()
+        return worker
+
+    def cancel(self):
+        """Ask the running refinement to stop after its current chunk."""
+        self._cancel_event.set()
+
+    def _on_progress(self, done: int, total: int):
+        if self._pbar is not None:
+            self._pbar.total = total
+            self._pbar.update(done - self._pbar.n)
+
+    def _refined(self, layer: Points, positions: np.ndarray, result):
+        if layer not in self.viewer.layers:
+            show_warning("the labels layer was removed during refinement; result discarded")
+            return
+        if len(layer.data) != len(positions) or not np.array_equal(layer.data, positions):
+            show_warning("labels changed during refinement; result discarded, refine again")
+            return
+        self._push_undo(layer)
+        features = layer.features.reset_index(drop=True).copy()
+        fit = result.features()
+        for column in fit.columns:
+            features[column] = fit[column].to_numpy()
+        self._set_points(layer, result.positions_rc, features)
+        layer.metadata["refinement"] = dict(result.parameters, method=result.method)
+        counts = result.counts()
+        self._status.value = ", ".join(f"{n} {s}" for s, n in counts.items())
+        if counts[STATUS_FELL_BACK] or counts[STATUS_REJECTED]:
+            show_info(f"Refine: {counts[STATUS_FELL_BACK]} fell back, {counts[STATUS_REJECTED]} rejected; "
+                      "'Select doubtful' selects them")
+
+    def _refine_failed(self, exc: Exception):
+        if isinstance(exc, Cancelled):
+            self._status.value = "refinement cancelled; labels unchanged"
+            show_info("Refine: cancelled")
+        else:
+            self._status.value = f"refinement failed: {exc}"
+            show_error(f"Refine: {exc}")
+
+    def _worker_finished(self):
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        self.worker = None
+        self._refine_button.enabled = True
+        self._cancel_button.enabled = False
+
+    # ------------------------------------------------------------ review
+
+    def doubtful_mask(self, layer: Points | None = None) -> np.ndarray:
+        """Points that fell back, were rejected, or have a low amplitude."""
+        layer = layer or self.labels_layer()
+        if layer is None:
+            return np.zeros(0, dtype=bool)
+        features = layer.features
+        n = len(layer.data)
+        mask = np.zeros(n, dtype=bool)
+        if "status" in features.columns:
+            status = features["status"].astype(str).to_numpy()
+            mask |= np.isin(status, [STATUS_FELL_BACK, STATUS_REJECTED])
+        if "amplitude" in features.columns:
+            amplitude = pd.to_numeric(features["amplitude"], errors="coerce").to_numpy(dtype=float)
+            if np.isfinite(amplitude).any():
+                level = self._low_amplitude.value * np.nanmedian(amplitude)
+                with np.errstate(invalid="ignore"):
+                    mask |= amplitude < level
+        return mask
+
+    def select_doubtful(self) -> int:
+        """Select the doubtful points of the labels layer for review; returns how many."""
+        layer = self.labels_layer()
+        if layer is None:
+            show_info("no labels layer")
+            return 0
+        mask = self.doubtful_mask(layer)
+        self.viewer.layers.selection.active = layer
+        layer.mode = "select"
+        layer.selected_data = set(np.flatnonzero(mask).tolist())
+        self._status.value = f"{int(mask.sum())} doubtful point(s) selected"
+        return int(mask.sum())
+
+    def _apply_colours(self, layer: Points | None = None):
+        layer = layer or self.labels_layer()
+        if layer is None or not len(layer.data):
+            return
+        mode = self._colour_by.value
+        features = layer.features
+        if mode == "status" and "status" in features.columns:
+            from napari.utils.colormaps.standardize_color import transform_color
+
+            status = features["status"].astype(str).to_numpy()
+            colours = np.array([transform_color(STATUS_COLOURS.get(s, STATUS_COLOURS[STATUS_UNREFINED]))[0] for s in status])
+            layer.face_color = colours
+            layer.current_face_color = STATUS_COLOURS[STATUS_UNREFINED]
+        elif mode == "uncertainty_px" and "uncertainty_px" in features.columns:
+            values = pd.to_numeric(features["uncertainty_px"], errors="coerce")
+            if values.notna().any():
+                layer.face_colormap = "viridis"
+                layer.face_color = "uncertainty_px"
+        else:
+            layer.face_color = STATUS_COLOURS[STATUS_UNREFINED]
+
+    # ------------------------------------------------------------ files
+
+    def _pixel_size_A(self):
+        image = self.image_layer
+        return None if image is None else image.metadata.get("pixel_size_A")
+
+    def save_labels(self, path: str | None = None) -> Path | None:
+        """Write the labels (and their features) to a CSV file."""
+        layer = self.labels_layer()
+        if layer is None:
+            show_error("Save: no labels layer")
+            return None
+        if path is None:
+            from qtpy.QtWidgets import QFileDialog
+
+            path, _ = QFileDialog.getSaveFileName(None, "Save labels", f"{layer.name}.csv", "CSV (*.csv)")
+            if not path:
+                return None
+        try:
+            written = write_positions(path, layer.data, self._pixel_size_A(), features=_file_features(layer))
+        except (OSError, ValueError) as exc:
+            show_error(f"Save: {exc}")
+            return None
+        self._status.value = f"saved {len(layer.data)} points to {Path(written).name}"
+        return written
+
+    def load_labels(self, path: str | None = None) -> Points | None:
+        """Replace the labels of the chosen image by the points of a CSV file (undo-able)."""
+        if path is None:
+            from qtpy.QtWidgets import QFileDialog
+
+            path, _ = QFileDialog.getOpenFileName(None, "Load labels", "", "CSV (*.csv)")
+            if not path:
+                return None
+        try:
+            table = read_positions(path)
+        except (OSError, ValueError) as exc:
+            show_error(f"Load: {exc}")
+            return None
+        layer = self.labels_layer(create=True)
+        self._push_undo(layer)
+        self._set_points(layer, table.positions_rc, table.features)
+        self._status.value = f"loaded {len(table)} points from {Path(path).name}"
+        return layer
+
+    # ------------------------------------------------------------ autosave
+
+    def autosave_path(self) -> Path | None:
+        """Where the chosen image's labels are autosaved."""
+        image = self.image_layer
+        if image is None:
+            return None
+        return autosave_path(image.metadata.get("source_path") or image.source.path, image.name, np.asarray(image.data))
+
+    def _schedule_autosave(self, layer: Points):
+        image = self.image_layer
+        if image is None or layer.name != f"{image.name} labels":
+            return
+        self._pending["job"] = (layer, self.autosave_path(), self._pixel_size_A())
+        self._autosave_timer.start()
+
+    def autosave_now(self) -> Path | None:
+        """Write the pending autosave immediately (the timer calls this)."""
+        self._autosave_timer.stop()
+        job = self._pending.pop("job", None)
+        if job is None:
+            return None
+        path = job[1]
+        if self._restore_candidate is not None and Path(self._restore_candidate) == path and path.exists():
+            # the user has not restored the older autosave: keep it instead of overwriting it
+            backup = path.with_name(path.name[: -len(".csv")] + ".previous.csv")
+            try:
+                path.replace(backup)
+                show_info(f"kept the earlier autosave as {backup}")
+            except OSError as exc:
+                show_warning(f"could not keep the earlier autosave {path}: {exc}")
+                return None
+        written = _write_autosave(job)
+        if written is not None:
+            self._restore_candidate = None
+            self._restore_button.enabled = False
+        return written
+
+    def _image_changed(self):
+        """Offer to restore an autosave that differs from the image's labels."""
+        self._restore_candidate = None
+        self._restore_button.enabled = False
+        path = self.autosave_path()
+        if path is None or not path.exists():
+            return
+        try:
+            table = read_positions(path)
+        except (OSError, ValueError):
+            return
+        layer = self.labels_layer()
+        current = np.zeros((0, 2)) if layer is None else np.asarray(layer.data)
+        if len(table) == len(current) and np.allclose(table.positions_rc, current, atol=1e-4):
+            return
+        if not len(table):
+            return
+        self._restore_candidate = path
+        self._restore_button.enabled = True
+        when = datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+        message = (f"Autosaved labels of {self._image_combo.value} ({len(table)} points, {when}) differ "
+                   "from the open ones: 'Restore autosave' in Label atom columns brings them back")
+        self._status.value = message
+        key = (str(path), path.stat().st_mtime_ns)
+        if key not in self._offered:  # one notification per autosave version
+            self._offered.add(key)
+            show_info(message)
+
+    def restore_autosave(self) -> Points | None:
+        """Load the autosaved labels of the chosen image (undo-able)."""
+        path = self._restore_candidate or self.autosave_path()
+        if path is None or not Path(path).exists():
+            show_info("no autosave for this image")
+            return None
+        layer = self.load_labels(str(path))
+        if layer is not None:
+            self._status.value = f"restored {len(layer.data)} autosaved points"
+        return layer
+
+
+def _write_autosave(job) -> Path | None:
+    """Write one autosave job ``(layer, path, pixel_size_A)``; never raises."""
+    if job is None:
+        return None
+    layer, path, pixel_size_A = job
+    try:
+        return write_positions(path, layer.data, pixel_size_A, features=_file_features(layer))
+    except (OSError, ValueError) as exc:
+        show_warning(f"Autosave to {path} failed: {exc}")
+        return None
+
+
+def _file_features(layer: Points) -> pd.DataFrame | None:
+    features = layer.features
+    if not len(features.columns) or len(features) != len(layer.data):
+        return None
+    features = features.reset_index(drop=True).copy()
+    for column in features.columns:
+        if features[column].dtype.name == "category":
+            features[column] = features[column].astype(object)
+    return features
