@@ -196,7 +196,11 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     counts = table.groupby("model", sort=False).agg(
         n_cases=("case", "size"), n_errors=("error", lambda e: int((e.fillna("") != "").sum())),
         seconds=("seconds", "sum"))
-    return counts.reset_index().merge(result, on="model", how="left")
+    merged = counts.reset_index().merge(result, on="model", how="left")
+    for column in ("n_images", "n_passed"):
+        if column in merged:
+            merged[column] = merged[column].fillna(0).astype(int)
+    return merged
 
 
 def _configure_torch_threads(num_workers: int) -> Callable[[], None]:
@@ -409,7 +413,8 @@ def _margins(table: pd.DataFrame) -> dict[str, np.ndarray]:
     for column, threshold, sense in CRITERIA:
         values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
         margin = values - threshold if sense == "min" else threshold - values
-        margin[error] = -1.0  # a locator that raised has failed
+        if sense == "min":
+            margin[error] = -1.0  # a locator that raised found nothing: recall and precision fail
         margins[column] = margin
     return margins
 
@@ -465,7 +470,7 @@ def find_cutoff(values: Sequence[float], scores: pd.DataFrame | dict, method: st
         value gives that value with status ``"fails at start"``; never failing
         gives ``Cutoff(None, "none in range")``. An RMSE of None (no match) is
         skipped for the RMSE criterion: recall decides there. A row with an
-        error counts as failing every criterion.
+        error counts as failing recall and precision.
     """
     table = pd.DataFrame(scores)
     values = np.asarray(values, dtype=float)
