@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core.benchmark import COLUMN_SPACING_PM, DEFAULT_KNOBS, run_benchmark, run_robustness, simulated_series, summarise
+from .core.benchmark import COLUMN_SPACING_PM, DEFAULT_KNOBS, build_series, parse_knob, run_benchmark, run_robustness, summarise
 from .core.dataset import open_dataset
 from .core.io import atomic_write_text
 
@@ -104,36 +104,11 @@ def add_robustness_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def _parse_knob(text: str) -> tuple[str, tuple[float, float]]:
-    name, _, span = text.partition("=")
-    if span:
-        try:
-            start, end = (float(v) for v in span.split(":"))
-        except ValueError:
-            raise ValueError(f"--knob {text!r}: write NAME=START:END, e.g. resolution_pm=80:300") from None
-        return name, (start, end)
-    if name not in DEFAULT_KNOBS:
-        raise ValueError(f"--knob {name!r} has no default range; give NAME=START:END")
-    return name, DEFAULT_KNOBS[name]
-
-
-def build_series(materials, knobs, points: int, seed: int = 0):
-    import numpy as np
-
-    if points < 2:
-        raise ValueError("--points must be at least 2")
-    series = []
-    for material in materials:
-        for knob, (start, end) in knobs:
-            series.append(simulated_series(material, knob, np.linspace(start, end, points), seed=seed))
-    return series
-
-
 def run_robustness_cli(args) -> int:
     from .core.plots import radar_figure, save_figure, score_vs_knob_figure
 
     start = time.perf_counter()
-    knobs = [_parse_knob(k) for k in (args.knob or DEFAULT_KNOBS)]
+    knobs = [parse_knob(k) for k in (args.knob or DEFAULT_KNOBS)]
     series = build_series(args.material or sorted(COLUMN_SPACING_PM), knobs, args.points, args.seed)
     simulated = time.perf_counter()
     progress, close = _progress_bar("robustness", not args.no_progress)

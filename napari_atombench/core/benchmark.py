@@ -51,8 +51,10 @@ __all__ = [
     "BenchmarkResult",
     "Cutoff",
     "DegradationSeries",
+    "build_series",
     "cutoffs_table",
     "find_cutoff",
+    "parse_knob",
     "resolve_locator",
     "run_benchmark",
     "run_robustness",
@@ -591,3 +593,28 @@ def simulated_series(material: str, knob: str, values: Sequence[float], *, base:
         name=f"{key}_{knob}", knob=knob, values=[float(v) for v in values],
         images=[(s.image, s.positions_rc, s.pixel_size_A) for s in images], material=key,
     )
+
+
+def parse_knob(text: str) -> tuple[str, tuple[float, float]]:
+    """``"name"`` (default range) or ``"name=start:end"`` -> (name, (start, end))."""
+    name, _, span = text.partition("=")
+    if span:
+        try:
+            start, end = (float(v) for v in span.split(":"))
+        except ValueError:
+            raise ValueError(f"knob {text!r}: write NAME=START:END, e.g. resolution_pm=80:300") from None
+        return name, (start, end)
+    if name not in DEFAULT_KNOBS:
+        raise ValueError(f"knob {name!r} has no default range; give NAME=START:END")
+    return name, DEFAULT_KNOBS[name]
+
+
+def build_series(materials: Sequence[str], knobs, points: int, seed: int = 0) -> list[DegradationSeries]:
+    """One simulated series per (material, (knob, (start, end))), ``points`` values each."""
+    if points < 2:
+        raise ValueError("points must be at least 2")
+    series = []
+    for material in materials:
+        for knob, (start, end) in knobs:
+            series.append(simulated_series(material, knob, np.linspace(start, end, points), seed=seed))
+    return series
