@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["radar_figure", "save_figure", "score_vs_knob_figure", "tolerance_fraction"]
+__all__ = ["radar_figure", "recall_precision_figure", "save_figure", "score_vs_knob_figure", "tolerance_fraction"]
 
 _COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 _KNOB_LABELS = {
@@ -126,6 +126,37 @@ def score_vs_knob_figure(series_table: pd.DataFrame, cutoffs: pd.DataFrame | Non
         axes[i, 0].legend(fontsize=7)
     if figure is None:
         fig.set_size_inches(10.0, 3.0 * len(names))
+    return fig
+
+
+def recall_precision_figure(table: pd.DataFrame, figure=None):
+    """Recall against precision per (case, model), the pass region shaded; labels name the cases."""
+    from .metrics import PASS_CRITERIA
+
+    fig = figure or _figure(5.0, 4.0)
+    fig.clear()
+    ax = fig.add_subplot()
+    ax.axvspan(PASS_CRITERIA["min_recall"], 1.02, ymin=0, ymax=1, color="#009E73", alpha=0.08)
+    ax.axvline(PASS_CRITERIA["min_recall"], color="grey", ls="--", lw=1)
+    ax.axhline(PASS_CRITERIA["min_precision"], color="grey", ls="--", lw=1)
+    ok = table[table["error"].fillna("") == ""] if "error" in table else table
+    for k, model in enumerate(dict.fromkeys(ok["model"])):
+        part = ok[ok["model"] == model]
+        recall = pd.to_numeric(part["recall"], errors="coerce")
+        precision = pd.to_numeric(part["precision"], errors="coerce")
+        passes = part["passes"].astype(str) == "True"
+        colour = _COLOURS[k % len(_COLOURS)]
+        ax.scatter(recall[passes], precision[passes], color=colour, label=f"{model} (pass)", zorder=3)
+        ax.scatter(recall[~passes], precision[~passes], facecolors="white", edgecolors=colour,
+                   label=f"{model} (fail)", zorder=3)
+        for x, y, name in zip(recall, precision, part["case"]):
+            ax.annotate(str(name), (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title("per case; pass needs recall ≥ 0.9, precision ≥ 0.95, RMSE ≤ 0.3 Å", fontsize=8)
+    ax.legend(fontsize=7, loc="lower left")
     return fig
 
 

@@ -168,9 +168,12 @@ class BenchmarkWidget(QWidget):
 
         self.figure = Figure(figsize=(5, 4), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(260)
+        self.canvas.setMinimumHeight(220)
         plot_layout.addWidget(self.canvas)
         splitter.addWidget(plot_box)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        self.table.setMinimumHeight(180)
         layout.addWidget(splitter, stretch=1)
 
         export_row = QHBoxLayout()
@@ -405,9 +408,10 @@ class BenchmarkWidget(QWidget):
     def _fill_table(self) -> None:
         cases = self._visible_cases()
         models = self._model_columns()
-        headers = ["case", "kind", "material", *(label for _, label in QUALITY_SHOWN)]
+        headers = ["case"]
         for model in models:
             headers += [f"{model} recall", f"{model} precision", f"{model} RMSE Å", f"{model} pass"]
+        headers += ["kind", "material", *(label for _, label in QUALITY_SHOWN)]
         self.table.clear()
         self.table.setColumnCount(len(headers))
         self.table.setHorizontalHeaderLabels(headers)
@@ -415,18 +419,20 @@ class BenchmarkWidget(QWidget):
         scores = self.result.table.set_index(["case", "model"]) if self.result is not None else None
         for row, case in enumerate(cases):
             quality = self.quality.get(case.case, {})
-            values = [case.case, case.kind, case.material]
-            values += [quality.get(key, case.extra.get(key)) for key, _ in QUALITY_SHOWN]
-            for col, value in enumerate(values):
-                item = QTableWidgetItem(_format(value))
-                if col == 0 and "error" in quality:
-                    item.setToolTip(quality["error"])
-                    item.setBackground(ERROR_COLOUR)
-                self.table.setItem(row, col, item)
-            col = len(values)
+            name = QTableWidgetItem(case.case)
+            if "error" in quality:
+                name.setToolTip(quality["error"])
+                name.setBackground(ERROR_COLOUR)
+            self.table.setItem(row, 0, name)
+            col = 1
             for model in models:
-                record = scores.loc[(case.case, model)] if scores is not None and (case.case, model) in scores.index else None
+                key = (case.case, model)
+                record = scores.loc[key] if scores is not None and key in scores.index else None
                 col = self._fill_scores(row, col, record)
+            values = [case.kind, case.material]
+            values += [quality.get(key, case.extra.get(key)) for key, _ in QUALITY_SHOWN]
+            for offset, value in enumerate(values):
+                self.table.setItem(row, col + offset, QTableWidgetItem(_format(value)))
         self.table.resizeColumnsToContents()
 
     def _fill_scores(self, row: int, col: int, record) -> int:
@@ -513,24 +519,21 @@ class BenchmarkWidget(QWidget):
     # ------------------------------------------------------------------ plots and export
 
     def draw_plot(self) -> None:
-        from ..core.plots import radar_figure, score_vs_knob_figure
+        from ..core.plots import radar_figure, recall_precision_figure, score_vs_knob_figure
 
         if self.cutoffs is not None and len(self.cutoffs):
             if self.plot_kind.currentText() == "radar":
                 radar_figure(self.cutoffs, figure=self.figure)
             else:
                 score_vs_knob_figure(self.series_table, self.cutoffs, figure=self.figure)
+        elif self.result is not None and not self.result.table.empty:
+            recall_precision_figure(self.result.table, figure=self.figure)
         else:
             self.figure.clear()
             ax = self.figure.add_subplot()
-            if self.result is not None and not self.result.table.empty:
-                summary = self.result.aggregate()
-                ax.bar(summary["model"], summary["n_passed"], color="#0072B2")
-                ax.set_ylabel("cases passed")
-                ax.set_title(f"{len(self._visible_cases())} cases", fontsize=9)
-            else:
-                ax.text(0.5, 0.5, "radar plots: run a simulated series", ha="center", va="center")
-                ax.set_axis_off()
+            ax.text(0.5, 0.5, "run models to see scores here;\nradar plots come from simulated series",
+                    ha="center", va="center")
+            ax.set_axis_off()
         self.canvas.draw_idle()
 
     def export_csv(self, path) -> list[Path]:
