@@ -33,7 +33,7 @@ def _cell(widget, row, header):
     return widget.table.item(row, headers.index(header))
 
 
-def test_dock_runs_a_tiny_benchmark_and_opens_a_case(make_napari_viewer, qtbot, two_cases, tmp_path):
+def test_dock_runs_a_tiny_benchmark_and_opens_a_case(make_napari_viewer, qtbot, two_cases, tmp_path, monkeypatch):
     from napari_atombench.widgets.benchmark import PASS_COLOUR, BenchmarkWidget
 
     viewer = make_napari_viewer()
@@ -62,13 +62,20 @@ def test_dock_runs_a_tiny_benchmark_and_opens_a_case(make_napari_viewer, qtbot, 
     assert float(_cell(widget, 0, "oracle RMSE Å").text()) == pytest.approx(0.075, rel=1e-2)
     assert "oracle: 2/2 pass" in widget.status.text()
 
+    assert widget.figure.axes[0].get_xlabel() == "recall"  # per-case recall/precision plot
+
+    docked = []
+    monkeypatch.setattr(viewer.window, "add_plugin_dock_widget", lambda *args: docked.append(args))
     widget.table.cellClicked.emit(1, 0)  # click the ws2 row
+    assert docked == [("napari-atombench", "Compare to labels")]
     names = [layer.name for layer in viewer.layers]
     for expected in ("ws2", "ws2 labels", "ws2 oracle", "ws2 sloppy"):
         assert expected in names
     assert "ws2 failing" not in names  # no predictions from a failed case
     np.testing.assert_allclose(viewer.layers["ws2 labels"].data, load_case(two_cases["ws2"]).truth_rc, atol=1e-5)
     assert viewer.layers["ws2 oracle"].metadata["model"] == "oracle"
+
+    assert viewer.layers.selection.active.name == "ws2 labels"  # what the compare dock reads
 
     written = widget.export_csv(tmp_path / "out.csv")
     assert written[0].read_text().count("\n") == 7  # header + 2 cases x 3 models
@@ -98,10 +105,19 @@ def test_dock_series_run_draws_radar(make_napari_viewer, qtbot, tmp_path):
     assert written[1].name == "series_cutoffs.csv"
 
 
-def test_dock_reports_bad_input(make_napari_viewer, tmp_path):
+def test_dock_reports_bad_input(make_napari_viewer, tmp_path, two_cases, monkeypatch):
     from napari_atombench.widgets.benchmark import BenchmarkWidget
 
-    widget = BenchmarkWidget(make_napari_viewer())
+    viewer = make_napari_viewer()
+    widget = BenchmarkWidget(viewer)
+    widget.dataset = two_cases
+    def missing(*args):
+        raise KeyError("no such widget")
+
+    monkeypatch.setattr(viewer.window, "add_plugin_dock_widget", missing)
+    widget.open_case("sto")  # without the compare widget: layers open, a notice, no crash
+    assert "sto labels" in viewer.layers and widget._compare_warned
+    widget.dataset = None
     assert widget.run() is None and "load a dataset" in widget.status.text()
     widget.path.setText(str(tmp_path))
     assert widget.load_dataset() is None and "no cases.csv" in widget.status.text()
