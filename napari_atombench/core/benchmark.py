@@ -138,8 +138,14 @@ def _case_quality(case: Case) -> dict:
         return {name: None for name in QUALITY_COLUMNS}
 
 
-def _locate_task(case: Case, model, options: dict, score_options: dict, cancelled=None) -> dict:
-    """Run one model on one case; errors are returned, never raised."""
+def _locate_task(case: Case, model, options: dict, score_options: dict, cancelled=None,
+                 torch_threads: int | None = None) -> dict:
+    """Run one model on one case; errors are returned, never raised.
+
+    ``torch_threads`` is set in worker processes (each would otherwise use every core).
+    """
+    if torch_threads is not None and "torch" in __import__("sys").modules:
+        __import__("sys").modules["torch"].set_num_threads(torch_threads)
     row = {"case": case.case, "model": model_name(model), **_empty_score_fields(), "seconds": None, "error": ""}
     positions = None
     start = time.perf_counter()
@@ -268,13 +274,15 @@ def run_benchmark(
     can_cancel_inside = scheduler in ("threads", "sync", "synchronous", "single-threaded")
     inner_cancel = cancelled if can_cancel_inside else None
 
+    workers = num_workers or max(1, min(2, os.cpu_count() or 1))
+    per_process_threads = max(1, (os.cpu_count() or 1) // workers) if scheduler == "processes" else None
     tasks = []
     for case in cases:
         for model in models:
-            tasks.append(dask.delayed(_locate_task, pure=False)(case, model, options, score_options, inner_cancel))
+            tasks.append(dask.delayed(_locate_task, pure=False)(case, model, options, score_options, inner_cancel,
+                                                                per_process_threads))
     quality_tasks = [dask.delayed(_case_quality, pure=False)(case) for case in cases] if quality else []
     everything = tasks + quality_tasks
-    workers = num_workers or max(1, min(2, os.cpu_count() or 1))
 
     if local:
         outputs = _compute_local(everything, scheduler, workers, progress, cancelled)
