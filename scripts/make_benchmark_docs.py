@@ -81,6 +81,11 @@ def results_section(results: pd.DataFrame, cutoffs: pd.DataFrame, models: list[s
                         "errors": int((part["error"] != "").sum()),
                         "mean recall": ok["recall"].mean(), "mean precision": ok["precision"].mean(),
                         "mean RMSE Å": ok["rmse_A"].mean(), "seconds": part["seconds"].sum()})
+    cutoffs = cutoffs.copy()
+    if "atoms_per_100px" in cutoffs:
+        atoms = pd.to_numeric(cutoffs["atoms_per_100px"], errors="coerce")
+        cutoffs["label"] = [f"{label} pm = {a:.3g} atoms/100 px" if pd.notna(a) else label
+                            for label, a in zip(cutoffs["label"], atoms)]
     cut = cutoffs.pivot(index="series", columns="model", values="label").reset_index()
     parts = [
         START,

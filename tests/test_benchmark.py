@@ -190,6 +190,17 @@ def test_robustness_cutoff_from_real_scoring_and_plots(tmp_path):
     assert radar.stat().st_size > 5000 and curves.read_text().startswith("<?xml")
 
 
+def test_pixel_size_cutoff_also_in_atoms_per_100px():
+    from napari_atombench.core.benchmark import cutoffs_table
+
+    table = pd.DataFrame({"series": "s", "material": "srtio3", "knob": "pixel_size_pm", "model": "m",
+                          "order": [0, 1], "value": [10.0, 30.0], "recall": [1.0, 0.5], "precision": [1.0, 1.0],
+                          "rmse_A": [0.1, 0.1], "error": ["", ""]})
+    row = cutoffs_table(table).iloc[0]
+    assert row["cutoff"] == pytest.approx(10 + 20 * 0.1 / 0.5)
+    assert row["atoms_per_100px"] == pytest.approx(100 * row["cutoff"] / 195.25)
+
+
 def test_simulated_series_uses_the_simulator():
     series = simulated_series("ws2", "resolution_pm", [80, 160], base={"shape": (48, 48)})
     assert series.knob == "resolution_pm" and len(series.images) == 2

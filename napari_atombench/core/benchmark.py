@@ -505,15 +505,24 @@ def find_cutoff(values: Sequence[float], scores: pd.DataFrame | dict, method: st
 
 
 def cutoffs_table(series_table: pd.DataFrame, method: str = "linear") -> pd.DataFrame:
-    """One row per (series, model): ``cutoff`` (None when none in range), ``status``, ``criterion``."""
+    """One row per (series, model): ``cutoff`` (None when none in range), ``status``, ``criterion``.
+
+    A pixel-size cutoff is also given on the paper's radar axis, ``atoms_per_100px`` =
+    100 × cutoff / projected column spacing (:data:`COLUMN_SPACING_PM`).
+    """
     rows = []
     for (series, model), group in series_table.groupby(["series", "model"], sort=False):
         group = group.sort_values("order")
         cutoff = find_cutoff(group["value"].to_numpy(), group, method)
+        material, knob = group["material"].iloc[0], group["knob"].iloc[0]
+        spacing_pm = COLUMN_SPACING_PM.get(str(material).lower())
+        atoms = (100.0 * cutoff.value / spacing_pm
+                 if knob == "pixel_size_pm" and spacing_pm and cutoff.value is not None else None)
         rows.append({
-            "series": series, "material": group["material"].iloc[0], "knob": group["knob"].iloc[0],
+            "series": series, "material": material, "knob": knob,
             "model": model, "cutoff": cutoff.value, "status": cutoff.status, "criterion": cutoff.criterion,
             "label": cutoff.label, "range_start": group["value"].iloc[0], "range_end": group["value"].iloc[-1],
+            "atoms_per_100px": atoms,
         })
     return pd.DataFrame(rows)
 
@@ -560,7 +569,8 @@ DEFAULT_KNOBS: dict[str, tuple[float, float]] = {
     "random_drift": (0.0, 0.5),
     "flyback_error": (0.0, 5.0),
 }
-#: Projected column spacing (pm) used to turn a pixel-size cutoff into atoms / 100 px.
+#: Nearest projected column spacing (pm) of the simulated crystals, to turn a pixel-size
+#: cutoff into atoms / 100 px: SrTiO3 [100] a/2 (Sr to O), WS2 a/sqrt(3) (W to S2).
 COLUMN_SPACING_PM = {"srtio3": 195.25, "ws2": 183.6}
 
 
