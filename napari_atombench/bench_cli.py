@@ -113,10 +113,11 @@ def run_robustness_cli(args) -> int:
     simulated = time.perf_counter()
     progress, close = _progress_bar("robustness", not args.no_progress)
     try:
-        table, cutoffs = run_robustness(series, args.model, method=args.method, progress=progress,
+        result, cutoffs = run_robustness(series, args.model, method=args.method, progress=progress,
                                         quality=False, **_run_options(args))
     finally:
         close()
+    table = result.table
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "robustness_scores.csv", table.to_csv(index=False, lineterminator="\n"))
     atomic_write_text(args.out / "cutoffs.csv", cutoffs.to_csv(index=False, lineterminator="\n"))

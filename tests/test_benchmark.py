@@ -180,7 +180,9 @@ def test_robustness_cutoff_from_real_scoring_and_plots(tmp_path):
     series = _jitter_series(oracle, [1.0, 5 / 3, 7 / 3, 3.0])
     for image, truth, _ in series.images:
         steady.register(image, truth, jitter_px=0.2)
-    table, cutoffs = run_robustness([series], [oracle, steady], scheduler="sync", quality=False)
+    result, cutoffs = run_robustness([series], [oracle, steady], scheduler="sync", quality=False)
+    table = result.table
+    assert result.predictions[("sto_jitter_00", "oracle")].shape == series.images[0][1].shape
     assert len(table) == 8 and set(table["value"]) == {80.0, 120.0, 160.0, 200.0}
     row = cutoffs.set_index("model").loc["oracle"]
     assert row["criterion"] == "rmse_A" and row["cutoff"] == pytest.approx(140.0, rel=1e-6)

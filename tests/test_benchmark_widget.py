@@ -99,6 +99,8 @@ def test_dock_series_run_draws_radar(make_napari_viewer, qtbot, tmp_path):
     _wait(qtbot, widget.run())
     assert widget.cutoffs is not None and widget.cutoffs.loc[0, "status"] == "none in range"
     assert widget.figure.axes and widget.figure.axes[0].name == "polar"
+    widget.open_case(widget.dataset.cases[1].case)  # a series case opens with its predictions
+    assert f"{widget.dataset.cases[1].case} oracle" in viewer.layers
     widget.plot_kind.setCurrentText("score vs knob")
     assert len(widget.figure.axes) == 3
     written = widget.export_csv(tmp_path / "series.csv")

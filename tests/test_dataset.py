@@ -104,7 +104,7 @@ def _build_wei(path, *, layout="groups", metadata="columns", drop=None, bad_coor
             for i, (m, t) in enumerate(zip(materials, types)):
                 entry = meta.create_dataset(str(i), data=0)
                 entry.attrs.update({"pixelsize_pm": 15.0, "dose_e-/Å²": 1e3 * (i + 1), "Material_orientation": m,
-                                    "Type": t})
+                                    "Type": t, "contrast": 0.5})
         elif metadata == "compound":
             table = np.array([(15.0, m, t) for m, t in zip(materials, types)],
                              dtype=[("pixelsize_pm", "f8"), ("Material_orientation", "S32"), ("Type", "S16")])
@@ -195,3 +195,22 @@ def test_fetch_wei_atom_offline(tmp_path, monkeypatch):
     monkeypatch.setenv(DATA_DIR_ENV, str(local))
     assert fetch_wei_atom(download=False) == local / "wei_atom.h5"
     assert fetch_wei_atom(tmp_path / "data", download=False) == local / "wei_atom.h5"
+
+
+def test_benchmark_runs_on_a_built_wei_file(tmp_path):
+    from benchmark_doubles import OracleLocator
+    from napari_atombench.core.benchmark import run_benchmark
+
+    path = tmp_path / "wei_atom.h5"
+    _build_wei(path, metadata="attrs")
+    dataset = read_wei_atom(path)
+    oracle = OracleLocator("oracle", jitter_px=0.5)
+    for case in dataset:
+        data = load_case(case)
+        oracle.register(data.image, data.truth_rc)
+    table = run_benchmark(dataset.filter(kind=["experimental", "generality"]), [oracle], scheduler="sync").table
+    assert table["case"].tolist() == ["wei_001", "wei_002"]
+    assert (table["recall"] == 1.0).all() and (table["passes"] == True).all()  # noqa: E712
+    assert table["dose_e_per_A2"].tolist() == [2e3, 3e3]  # quality column from the metadata
+    assert (table["meta_contrast"] == 0.5).all()  # the file's own value kept beside ours
+    assert (table["contrast"] < 1.0).all()  # ours, from the raw (clean) image with its background

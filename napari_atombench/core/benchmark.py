@@ -300,7 +300,9 @@ def run_benchmark(
         predictions[(row["case"], row["model"])] = item["positions_rc"]
     table = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
     extras = pd.DataFrame([case_rows[c] for c in table["case"]]).drop(columns=["case", "pixel_size_A"], errors="ignore")
-    extras = extras[[c for c in extras.columns if c not in table.columns]]
+    # metadata that shares a name with a computed column (e.g. the published set's own
+    # contrast or resolution) is kept beside it as meta_<name>
+    extras = extras.rename(columns={c: f"meta_{c}" for c in extras.columns if c in table.columns})
     table = pd.concat([table, extras.reset_index(drop=True)], axis=1)
     return BenchmarkResult(table, predictions)
 
@@ -535,14 +537,15 @@ def run_robustness(
     progress: ProgressCallback | None = None,
     cancelled: Callable[[], bool] | None = None,
     **run_options,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[BenchmarkResult, pd.DataFrame]:
     """Score models along series and find their cutoffs.
 
     Returns
     -------
-    series_table : DataFrame
-        One row per (series, value, model) with the result columns plus
-        ``series``, ``knob``, ``value``, ``order``.
+    result : BenchmarkResult
+        ``result.table`` has one row per (series, value, model): the result
+        columns plus ``series``, ``knob``, ``value``, ``order``; predictions
+        are kept for overlays.
     cutoffs : DataFrame
         From :func:`cutoffs_table`.
     """
@@ -553,9 +556,8 @@ def run_robustness(
             order[case.case] = i
             cases.append(case)
     result = run_benchmark(cases, models, progress=progress, cancelled=cancelled, **run_options)
-    table = result.table
-    table["order"] = table["case"].map(order)
-    return table, cutoffs_table(table, method)
+    result.table["order"] = result.table["case"].map(order)
+    return result, cutoffs_table(result.table, method)
 
 
 # ----------------------------------------------------------------------------- simulated series

@@ -324,20 +324,16 @@ class BenchmarkWidget(QWidget):
 
         def compute():
             if series:
-                table, cutoffs = run_robustness(series, models, progress=progress, cancelled=cancelled,
-                                                quality=False)
-                return "series", table, cutoffs
+                result, cutoffs = run_robustness(series, models, progress=progress, cancelled=cancelled,
+                                                 quality=False)
+                return "series", result, cutoffs
             return "cases", run_benchmark(cases, models, progress=progress, cancelled=cancelled, quality=False), None
 
         def done(output):
             kind, first, cutoffs = output
+            self.result = first
             if kind == "series":
-                from ..core.benchmark import BenchmarkResult
-
-                self.series_table, self.cutoffs = first, cutoffs
-                self.result = BenchmarkResult(first)
-            else:
-                self.result = first
+                self.series_table, self.cutoffs = first.table, cutoffs
             self._fill_table()
             self.draw_plot()
             summary = self.result.aggregate()
