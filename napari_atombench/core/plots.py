@@ -80,13 +80,15 @@ def radar_figure(cutoffs: pd.DataFrame, title: str = "Where each model first fai
         ax.fill(closed_a, closed_r, color=colour, alpha=0.12)
         ax.scatter(angles[~never], radii[~never], color=colour, zorder=3)
         ax.scatter(angles[never], radii[never], facecolors="white", edgecolors=colour, zorder=3, s=50)
+    small = fig.get_figwidth() < 6.0 or fig.get_figheight() < 5.0
     ax.set_xticks(angles)
-    ax.set_xticklabels(labels, fontsize=8)
+    ax.set_xticklabels(labels, fontsize=6 if small else 8)
     ax.set_ylim(0, 1.05)
     ax.set_yticks([0.25, 0.5, 0.75, 1.0])
-    ax.set_yticklabels(["25%", "50%", "75%", "never"], fontsize=7, color="grey")
-    ax.legend(loc="upper right", bbox_to_anchor=(1.25, 1.12), fontsize=8)
-    ax.set_title(title + "\n(fraction of the tested range passed; hollow = none in range)", fontsize=10)
+    ax.set_yticklabels(["25%", "50%", "75%", "never"], fontsize=6, color="grey")
+    fig.legend(loc="lower left", fontsize=6 if small else 8, frameon=False)
+    ax.set_title(title + "\n(fraction of the tested range passed; hollow = none in range)",
+                 fontsize=7 if small else 10)
     return fig
 
 

@@ -168,7 +168,7 @@ class BenchmarkWidget(QWidget):
 
         self.figure = Figure(figsize=(5, 4), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(220)
+        self.canvas.setMinimumHeight(300)
         plot_layout.addWidget(self.canvas)
         splitter.addWidget(plot_box)
         splitter.setStretchFactor(0, 3)
