@@ -28,7 +28,6 @@ This module imports neither Qt nor napari.
 from __future__ import annotations
 
 import importlib
-import math
 import os
 import time
 import traceback
