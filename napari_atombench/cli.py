@@ -158,8 +158,35 @@ def _run_refine(args) -> int:
     return 0
 
 
+def _add_benchmark(subparsers) -> None:
+    from .bench_cli import add_benchmark_arguments, run_benchmark_cli
+
+    parser = subparsers.add_parser(
+        "benchmark",
+        help="score models on a dataset (folder with cases.csv or wei_atom.h5) -> CSV",
+        description="Run one or more locators over every case of a dataset and write one row per "
+        "(case, model): scores, image-quality metrics, seconds and any error.",
+    )
+    add_benchmark_arguments(parser)
+    parser.set_defaults(func=run_benchmark_cli)
+
+
+def _add_robustness(subparsers) -> None:
+    from .bench_cli import add_robustness_arguments, run_robustness_cli
+
+    parser = subparsers.add_parser(
+        "robustness",
+        help="find where models fail along simulated degradation series; radar plot",
+        description="Score models along simulated SrTiO3 [100] / WS2 series, find each model's "
+        "cutoff per knob (first failure of recall >= 0.9, precision >= 0.95, RMSE <= 0.3 A) "
+        "and draw the radar and score-vs-knob plots.",
+    )
+    add_robustness_arguments(parser)
+    parser.set_defaults(func=run_robustness_cli)
+
+
 #: Subcommand registrars, in the order they appear in --help.
-COMMANDS: list[Callable] = [_add_view, _add_info, _add_score, _add_refine]
+COMMANDS: list[Callable] = [_add_view, _add_info, _add_score, _add_refine, _add_benchmark, _add_robustness]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,662 @@
+"""Benchmark datasets: folder datasets, the published ``wei_atom.h5`` set, simulated series.
+
+A :class:`Dataset` is a list of :class:`Case` records plus a case table
+(:meth:`Dataset.table`). A case only *describes* where its image and labels
+are; :func:`load_case` reads them. Cases are small and picklable, so a batch
+run can ship them to worker processes or to a ``dask.distributed`` cluster.
+
+Three sources:
+
+* **Folder dataset** (:func:`read_folder_dataset`, :func:`write_folder_dataset`):
+  a directory with ``cases.csv``. Required columns ``case, image, labels,
+  pixel_size_A`` (paths relative to the folder; an empty pixel size means
+  unknown); optional ``material, zone_axis, modality, kind, source, licence``;
+  any other column is kept in :attr:`Case.extra`. This is how users benchmark
+  their own collections.
+* **The published benchmark set** (Wei, Blaiszik, Scourtas, Morgan & Voyles;
+  Materials Data Facility / Foundry, DOI 10.18126/e73h-3w6n, CC-BY 4.0): one
+  HDF5 file ``wei_atom.h5`` with ``/imgs``, ``/raw``, ``/coords`` (N×2, column
+  0 = x, column 1 = y) and ``/metadata``. The key names inside are not
+  documented, so :func:`read_wei_atom` is tolerant: :func:`describe_h5` lists
+  what a file holds, the reader accepts images and coordinates stored as one
+  dataset per image or as one stacked array, metadata as attributes, per-image
+  datasets, per-column arrays or a compound table, and fails with a message
+  naming the key and what it expected when something does not fit.
+  :func:`fetch_wei_atom` finds or downloads the file.
+* **Simulated series** (:func:`series_dataset`): in-memory cases made by the
+  simulator, one per knob value.
+
+Case kinds: ``experimental``, ``generality`` (the 34 experimental images of
+other materials in the published set), ``simulated``. For ``wei_atom.h5`` the
+kind comes from the metadata ``Type`` (anything containing "sim" is
+simulated); an experimental image whose material is neither SrTiO3 nor WS2 is
+a ``generality`` case.
+
+This module imports neither Qt nor napari.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .io import _as_positions, as_image_2d, atomic_write_text, read_image, read_positions, write_positions
+
+__all__ = [
+    "CASE_COLUMNS",
+    "DATA_DIR_ENV",
+    "WEI_ATOM_DOI",
+    "WEI_ATOM_FILENAME",
+    "WEI_ATOM_URL",
+    "Case",
+    "CaseData",
+    "Dataset",
+    "describe_h5",
+    "fetch_wei_atom",
+    "load_case",
+    "open_dataset",
+    "read_folder_dataset",
+    "read_wei_atom",
+    "series_dataset",
+    "write_folder_dataset",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Columns of ``cases.csv``; the first four are required.
+CASE_COLUMNS = ("case", "image", "labels", "pixel_size_A", "material", "zone_axis", "modality", "kind", "source", "licence")
+_REQUIRED = CASE_COLUMNS[:4]
+_TEXT_FIELDS = ("material", "zone_axis", "modality", "kind", "source", "licence")
+
+WEI_ATOM_FILENAME = "wei_atom.h5"
+WEI_ATOM_DOI = "10.18126/e73h-3w6n"
+#: Inferred from the Foundry source id; not verified (this project was built offline).
+WEI_ATOM_URL = (
+    "https://data.materialsdatafacility.org/foundry/foundry_wei_atom_locating_benchmark_v1.1/wei_atom.h5"
+)
+#: A folder holding a local copy of ``wei_atom.h5`` (offline machines).
+DATA_DIR_ENV = "ATOMBENCH_DATA_DIR"
+
+
+@dataclass
+class Case:
+    """One benchmark case: where its image and labels are, and what it shows.
+
+    Exactly one source is set: ``image_path``/``labels_path`` (folder dataset),
+    ``h5_path``/``h5_key`` (``wei_atom.h5``) or ``image``/``truth_rc``
+    (in memory, e.g. a simulated series).
+
+    Attributes
+    ----------
+    case : str
+        Unique name.
+    pixel_size_A : float or None
+    kind, material, zone_axis, modality, source, licence : str
+    extra : dict
+        Every other column / metadata entry (e.g. ``dose_e_per_A2``,
+        ``knob``, ``value``).
+    """
+
+    case: str
+    pixel_size_A: float | None = None
+    kind: str = ""
+    material: str = ""
+    zone_axis: str = ""
+    modality: str = ""
+    source: str = ""
+    licence: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    image_path: str | None = None
+    labels_path: str | None = None
+    h5_path: str | None = None
+    h5_key: str | None = None
+    image: np.ndarray | None = field(default=None, repr=False)
+    truth_rc: np.ndarray | None = field(default=None, repr=False)
+    raw: np.ndarray | None = field(default=None, repr=False)
+
+    def row(self) -> dict[str, Any]:
+        """The case-table row (no arrays)."""
+        out = {"case": self.case, "pixel_size_A": self.pixel_size_A}
+        out.update({name: getattr(self, name) for name in _TEXT_FIELDS})
+        out.update(self.extra)
+        return out
+
+
+@dataclass
+class CaseData:
+    """A loaded case: the model input, the labels and the raw image (for contrast)."""
+
+    image: np.ndarray
+    truth_rc: np.ndarray
+    raw: np.ndarray | None
+    pixel_size_A: float | None
+
+
+def load_case(case: Case) -> CaseData:
+    """Read a case's image (validated 2D float32) and labels ((N, 2) row, col)."""
+    raw = None
+    if case.image is not None:
+        image = as_image_2d(case.image, name=case.case)
+        truth = _as_positions(case.truth_rc if case.truth_rc is not None else np.zeros((0, 2)), "truth_rc")
+        raw = case.raw
+    elif case.h5_path is not None:
+        image, truth, raw = _read_wei_case(case.h5_path, case.h5_key)
+    elif case.image_path is not None:
+        image, _, _ = read_image(case.image_path)
+        truth = read_positions(case.labels_path).positions_rc if case.labels_path else np.zeros((0, 2))
+    else:
+        raise ValueError(f"case {case.case!r} has no image source")
+    return CaseData(image, truth, raw, case.pixel_size_A)
+
+
+@dataclass
+class Dataset:
+    """A named list of cases.
+
+    Attributes
+    ----------
+    name : str
+    cases : list of Case
+    root : str or None
+        Folder or file the cases came from.
+    """
+
+    name: str
+    cases: list[Case]
+    root: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __iter__(self) -> Iterator[Case]:
+        return iter(self.cases)
+
+    def __getitem__(self, name: str) -> Case:
+        for case in self.cases:
+            if case.case == name:
+                return case
+        raise KeyError(f"no case {name!r} in {self.name}; cases: {', '.join(c.case for c in self.cases[:10])}")
+
+    def table(self) -> pd.DataFrame:
+        """One row per case: name, pixel size, kind, material, ... and extras."""
+        return pd.DataFrame([c.row() for c in self.cases])
+
+    def filter(
+        self,
+        *,
+        kind: str | Sequence[str] | None = None,
+        material: str | None = None,
+        cases: Iterable[str] | None = None,
+    ) -> "Dataset":
+        """A subset: kinds (exact, case-insensitive), material (substring, case-insensitive), names."""
+        selected = list(self.cases)
+        if kind is not None:
+            kinds = {kind.lower()} if isinstance(kind, str) else {k.lower() for k in kind}
+            selected = [c for c in selected if c.kind.lower() in kinds]
+        if material is not None:
+            selected = [c for c in selected if material.lower() in c.material.lower()]
+        if cases is not None:
+            wanted = list(cases)
+            known = {c.case for c in selected}
+            missing = [w for w in wanted if w not in known]
+            if missing:
+                raise KeyError(f"unknown case(s) in {self.name}: {', '.join(missing)}")
+            selected = [c for c in selected if c.case in set(wanted)]
+        return replace(self, cases=selected)
+
+
+# ------------------------------------------------------------------ folder datasets
+
+
+def _optional_float(value) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def read_folder_dataset(folder: str | os.PathLike) -> Dataset:
+    """Read a folder dataset described by ``<folder>/cases.csv``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No ``cases.csv``, or files it names are missing (all listed).
+    ValueError
+        Required columns missing, duplicate case names, bad pixel sizes.
+    """
+    folder = Path(folder)
+    table_path = folder / "cases.csv"
+    if not table_path.is_file():
+        raise FileNotFoundError(f"{folder} is not a folder dataset: it has no cases.csv")
+    table = pd.read_csv(table_path, dtype=str, keep_default_na=False)
+    missing = [c for c in _REQUIRED if c not in table.columns]
+    if missing:
+        raise ValueError(f"{table_path} lacks the required column(s) {', '.join(missing)}")
+    duplicated = table["case"][table["case"].duplicated()].tolist()
+    if duplicated:
+        raise ValueError(f"{table_path}: duplicate case names {', '.join(duplicated)}")
+    cases, absent = [], []
+    for index, row in table.iterrows():
+        try:
+            pixel_size_A = _optional_float(row["pixel_size_A"])
+        except ValueError:
+            raise ValueError(f"{table_path} line {index + 2}: pixel_size_A {row['pixel_size_A']!r} is not a number") from None
+        if pixel_size_A is not None and pixel_size_A <= 0:
+            raise ValueError(f"{table_path} line {index + 2}: pixel_size_A must be positive, not {pixel_size_A}")
+        image_path = folder / row["image"]
+        labels_path = folder / row["labels"] if row["labels"] else None
+        absent += [str(p) for p in (image_path, labels_path) if p is not None and not p.is_file()]
+        extra = {}
+        for column in table.columns:
+            if column in CASE_COLUMNS:
+                continue
+            value = row[column]
+            try:
+                extra[column] = _optional_float(value) if value.strip() else None
+            except ValueError:
+                extra[column] = value
+        cases.append(
+            Case(
+                case=row["case"],
+                pixel_size_A=pixel_size_A,
+                extra=extra,
+                image_path=str(image_path),
+                labels_path=None if labels_path is None else str(labels_path),
+                **{name: row.get(name, "") for name in _TEXT_FIELDS},
+            )
+        )
+    if absent:
+        raise FileNotFoundError(f"{table_path} names missing file(s): {', '.join(absent)}")
+    return Dataset(folder.name, cases, str(folder))
+
+
+def write_folder_dataset(folder: str | os.PathLike, cases: Iterable[Case]) -> Dataset:
+    """Write cases as a folder dataset (``.npy`` images, labels CSVs, ``cases.csv``).
+
+    Returns the dataset read back from the folder.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for case in cases:
+        data = load_case(case)
+        if not re.fullmatch(r"[\w.-]+", case.case):
+            raise ValueError(f"case name {case.case!r} is not usable as a file name")
+        image_name, labels_name = f"{case.case}.npy", f"{case.case}_labels.csv"
+        np.save(folder / image_name, data.image.astype(np.float32))
+        write_positions(folder / labels_name, data.truth_rc, pixel_size_A=case.pixel_size_A)
+        row = {"case": case.case, "image": image_name, "labels": labels_name, "pixel_size_A": case.pixel_size_A}
+        row.update({name: getattr(case, name) for name in _TEXT_FIELDS})
+        row.update({k: v for k, v in case.extra.items() if np.isscalar(v) or v is None})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    atomic_write_text(folder / "cases.csv", table.to_csv(index=False, lineterminator="\n"))
+    return read_folder_dataset(folder)
+
+
+# ------------------------------------------------------------------ wei_atom.h5
+
+_GROUP_ALIASES = {
+    "imgs": ("imgs", "images", "img", "image", "input", "inputs"),
+    "raw": ("raw", "raws", "raw_imgs", "raw_images"),
+    "coords": ("coords", "coordinates", "coord", "labels", "positions"),
+    "metadata": ("metadata", "meta", "metas"),
+}
+
+#: metadata name (lower case, punctuation dropped) -> our name and factor to our unit
+_METADATA_NAMES = {
+    "pixelsizepm": ("pixel_size_pm", 1.0),
+    "atomspx": ("atoms_per_px", 1.0),
+    "contrast": ("contrast", 1.0),
+    "resolutionpm": ("resolution_pm", 1.0),
+    "doseeå": ("dose_e_per_A2", 1.0),  # "dose_e-/Å²" (the ² is dropped)
+    "doseea": ("dose_e_per_A2", 1.0),
+    "doseea2": ("dose_e_per_A2", 1.0),
+    "doseepera2": ("dose_e_per_A2", 1.0),
+    "poissondb": ("psnr_db", 1.0),
+    "randomdrift": ("random_drift", 1.0),
+    "flybackerror": ("flyback_error", 1.0),
+    "probecurrentpa": ("probe_current_pA", 1.0),
+    "peakintensitye": ("peak_intensity_e", 1.0),
+    "materialorientation": ("material", 1.0),
+    "spacegroup": ("spacegroup", 1.0),
+    "type": ("type", 1.0),
+}
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^0-9a-zå]", "", str(name).lower())
+
+
+def _h5():
+    try:
+        import h5py
+    except ImportError:  # pragma: no cover - h5py comes with rosettasciio[hdf5]
+        raise ImportError("reading wei_atom.h5 needs h5py (pip install h5py)") from None
+    return h5py
+
+
+def describe_h5(path: str | os.PathLike, max_items: int = 8) -> str:
+    """A listing of an HDF5 file's groups, datasets (shape, dtype) and attributes."""
+    h5py = _h5()
+    lines = [f"{path}:"]
+    with h5py.File(path, "r") as handle:
+        if handle.attrs:
+            lines.append(f"  / attrs: {', '.join(map(str, handle.attrs))}")
+        for key, item in handle.items():
+            if isinstance(item, h5py.Group):
+                children = list(item.keys())
+                shown = ", ".join(children[:max_items]) + (" ..." if len(children) > max_items else "")
+                lines.append(f"  /{key}: group of {len(children)} ({shown})")
+                if children:
+                    first = item[children[0]]
+                    if isinstance(first, h5py.Dataset):
+                        lines.append(f"    /{key}/{children[0]}: {first.shape} {first.dtype}"
+                                     + (f" attrs {list(first.attrs)}" if first.attrs else ""))
+            else:
+                lines.append(f"  /{key}: dataset {item.shape} {item.dtype}")
+            if item.attrs:
+                lines.append(f"    attrs: {', '.join(map(str, item.attrs))}")
+    return "\n".join(lines)
+
+
+def _natural_key(name: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def _find(handle, role: str):
+    lower = {k.lower(): k for k in handle.keys()}
+    for alias in _GROUP_ALIASES[role]:
+        if alias in lower:
+            return lower[alias]
+    return None
+
+
+def _entries(handle, key: str, path) -> dict[str, Any]:
+    """Per-image entries of a group (one dataset each) or a stacked dataset: name -> h5 path/index."""
+    h5py = _h5()
+    item = handle[key]
+    if isinstance(item, h5py.Group):
+        names = sorted(item.keys(), key=_natural_key)
+        nested = [n for n in names if not isinstance(item[n], h5py.Dataset)]
+        if nested:
+            raise ValueError(f"{path}: /{key}/{nested[0]} is a group; expected one dataset per image\n{describe_h5(path)}")
+        return {n: (f"{key}/{n}", None) for n in names}
+    if item.ndim == 3 or item.dtype == object:
+        return {str(i): (key, i) for i in range(item.shape[0])}
+    raise ValueError(f"{path}: /{key} is a dataset of shape {item.shape}; expected a group with one "
+                     f"dataset per image or a stack (n, rows, cols)\n{describe_h5(path)}")
+
+
+def _read_entry(handle, entry) -> np.ndarray:
+    location, index = entry
+    data = handle[location]
+    return np.asarray(data[()] if index is None else data[index])
+
+
+def _coords_rc(array: np.ndarray, where: str) -> np.ndarray:
+    array = np.asarray(array, dtype=np.float64)
+    if array.size == 0:
+        return np.zeros((0, 2))
+    if array.ndim == 1 and array.size % 2 == 0:  # variable-length rows store x0, y0, x1, y1, ...
+        array = array.reshape(-1, 2)
+    if array.ndim != 2 or array.shape[1] != 2:
+        raise ValueError(f"{where}: coordinates must be an N×2 array (x, y); got shape {array.shape}")
+    return array[:, ::-1].copy()  # file: column 0 = x = image column -> (row, col)
+
+
+def _decode(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return _decode(value[()])
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _metadata_records(handle, key: str | None, names: list[str], image_key: str, image_entries) -> tuple[list[dict], list[str]]:
+    """Per-image metadata dicts (raw names) from whatever layout the file uses, and notes."""
+    h5py = _h5()
+    n = len(names)
+    records: list[dict] = [dict() for _ in names]
+    notes: list[str] = []
+    # attributes on the image datasets
+    for i, name in enumerate(names):
+        location, index = image_entries[name]
+        if index is None:
+            records[i].update({k: _decode(v) for k, v in handle[location].attrs.items()})
+    if key is None:
+        return records, notes
+    meta = handle[key]
+    if isinstance(meta, h5py.Group):
+        children = list(meta.keys())
+        if set(names) <= set(children):  # one entry per image
+            for i, name in enumerate(names):
+                item = meta[name]
+                records[i].update({k: _decode(v) for k, v in item.attrs.items()})
+                if isinstance(item, h5py.Dataset) and item.dtype.names:
+                    row = item[()]
+                    row = row[0] if getattr(row, "shape", ()) else row
+                    records[i].update({f: _decode(row[f]) for f in item.dtype.names})
+                elif isinstance(item, h5py.Group):
+                    records[i].update({k: _decode(v[()]) for k, v in item.items() if isinstance(v, h5py.Dataset) and v.shape == ()})
+        else:  # one array per column
+            for column in children:
+                item = meta[column]
+                if isinstance(item, h5py.Dataset) and item.ndim == 1 and item.shape[0] == n:
+                    values = item[()]
+                    for i in range(n):
+                        records[i][column] = _decode(values[i])
+                else:
+                    notes.append(f"/{key}/{column} ignored (not one value per image)")
+        if meta.attrs and not any(records):
+            notes.append(f"/{key} attributes ignored: {', '.join(meta.attrs)}")
+    elif meta.dtype.names and meta.shape and meta.shape[0] == n:  # compound table
+        values = meta[()]
+        for i in range(n):
+            records[i].update({f: _decode(values[i][f]) for f in meta.dtype.names})
+    else:
+        notes.append(f"/{key} has shape {meta.shape} {meta.dtype}: not understood, ignored")
+    return records, notes
+
+
+def _standard_metadata(record: dict) -> dict:
+    out = {}
+    for name, value in record.items():
+        mapped = _METADATA_NAMES.get(_norm(name))
+        if mapped is None:
+            out[str(name)] = value
+        else:
+            out[mapped[0]] = value
+    return out
+
+
+def _kind(meta: dict) -> str:
+    kind = str(meta.get("type", "")).lower()
+    if "sim" in kind:
+        return "simulated"
+    material = str(meta.get("material", "")).lower().replace(" ", "")
+    if not material or "srtio" in material or "ws2" in material or "sto" == material[:3]:
+        return "experimental"
+    return "generality"
+
+
+def read_wei_atom(path: str | os.PathLike) -> Dataset:
+    """Read the published benchmark set (or any HDF5 file with its layout).
+
+    Raises
+    ------
+    ValueError
+        With a listing of the file (:func:`describe_h5`) when ``/imgs`` or
+        ``/coords`` is missing, counts or names do not match, or an array has
+        the wrong shape.
+    """
+    h5py = _h5()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    with h5py.File(path, "r") as handle:
+        keys = {role: _find(handle, role) for role in _GROUP_ALIASES}
+        for role in ("imgs", "coords"):
+            if keys[role] is None:
+                raise ValueError(
+                    f"{path} has no /{role} group (looked for {', '.join(_GROUP_ALIASES[role])}); "
+                    f"it holds:\n{describe_h5(path)}"
+                )
+        images = _entries(handle, keys["imgs"], path)
+        coords = _entries(handle, keys["coords"], path)
+        names = list(images)
+        if set(coords) != set(names):
+            only_images = sorted(set(names) - set(coords), key=_natural_key)[:5]
+            only_coords = sorted(set(coords) - set(names), key=_natural_key)[:5]
+            raise ValueError(
+                f"{path}: /{keys['imgs']} and /{keys['coords']} name different images "
+                f"(images without coords: {only_images}; coords without images: {only_coords})"
+            )
+        raw = _entries(handle, keys["raw"], path) if keys["raw"] else {}
+        for name in names:  # shapes, checked up front so a run never fails half way
+            location, index = images[name]
+            shape = handle[location].shape[1:] if index is not None else handle[location].shape
+            if len(shape) != 2:
+                raise ValueError(f"{path}: image /{location} has shape {shape}; expected 2D (rows, cols)")
+            clocation, cindex = coords[name]
+            if handle[clocation].dtype == object:  # variable-length rows: checked on reading
+                continue
+            cshape = handle[clocation].shape[1:] if cindex is not None else handle[clocation].shape
+            if not (len(cshape) == 2 and cshape[1] == 2) and not (len(cshape) >= 1 and cshape[0] == 0):
+                raise ValueError(f"{path}: coordinates /{clocation} have shape {cshape}; expected N×2 (x, y)")
+        records, notes = _metadata_records(handle, keys["metadata"], names, keys["imgs"], images)
+    for note in notes:
+        logger.warning("%s: %s", path, note)
+    cases = []
+    for name, record in zip(names, records):
+        meta = _standard_metadata(record)
+        pixel_size_pm = meta.get("pixel_size_pm")
+        try:
+            pixel_size_A = float(pixel_size_pm) / 100.0 if pixel_size_pm not in (None, "") else None
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: image {name} has a pixel size {pixel_size_pm!r} that is not a number") from None
+        if pixel_size_A is not None and not (math.isfinite(pixel_size_A) and pixel_size_A > 0):
+            pixel_size_A = None
+        material = str(meta.pop("material", "") or "")
+        case_name = name if not name.isdigit() else f"wei_{int(name):03d}"
+        cases.append(
+            Case(
+                case=case_name,
+                pixel_size_A=pixel_size_A,
+                kind=_kind({**meta, "material": material}),
+                material=material,
+                source=f"wei_atom.h5 ({WEI_ATOM_DOI})",
+                licence="CC-BY-4.0",
+                extra={k: v for k, v in meta.items() if np.isscalar(v)},
+                h5_path=str(path),
+                h5_key=name,
+            )
+        )
+    return Dataset(path.stem, cases, str(path))
+
+
+def _read_wei_case(path: str, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    h5py = _h5()
+    with h5py.File(path, "r") as handle:
+        keys = {role: _find(handle, role) for role in _GROUP_ALIASES}
+        images = _entries(handle, keys["imgs"], path)
+        coords = _entries(handle, keys["coords"], path)
+        image = as_image_2d(_read_entry(handle, images[name]), name=f"{path}:/{keys['imgs']}/{name}")
+        truth = _coords_rc(_read_entry(handle, coords[name]), f"{path}:/{keys['coords']}/{name}")
+        raw = None
+        if keys["raw"]:
+            raw_entries = _entries(handle, keys["raw"], path)
+            if name in raw_entries:
+                raw = np.asarray(_read_entry(handle, raw_entries[name]), dtype=np.float32)
+    return image, truth, raw
+
+
+def fetch_wei_atom(path: str | os.PathLike | None = None, *, download: bool = True) -> Path:
+    """Find ``wei_atom.h5``, downloading it into the cache when allowed.
+
+    Lookup order: ``path`` (a file or a folder holding it), then
+    ``$ATOMBENCH_DATA_DIR/wei_atom.h5``, then the pooch cache, then a download
+    from :data:`WEI_ATOM_URL` (about 233 MB).
+
+    Raises
+    ------
+    FileNotFoundError
+        With instructions to fetch the file by hand from the DOI.
+    """
+    tried = []
+    candidates = []
+    if path is not None:
+        path = Path(path)
+        candidates.append(path / WEI_ATOM_FILENAME if path.is_dir() else path)
+    if os.environ.get(DATA_DIR_ENV):
+        candidates.append(Path(os.environ[DATA_DIR_ENV]) / WEI_ATOM_FILENAME)
+    import pooch
+
+    cache = Path(pooch.os_cache("napari-atombench"))
+    candidates.append(cache / WEI_ATOM_FILENAME)
+    for candidate in candidates:
+        tried.append(str(candidate))
+        if candidate.is_file():
+            return candidate
+    hint = (
+        f"Get it by hand: open https://doi.org/{WEI_ATOM_DOI} (Materials Data Facility, "
+        f"'Benchmark Dataset for Locating Atoms in STEM images', CC-BY 4.0), download "
+        f"{WEI_ATOM_FILENAME} (~233 MB) and pass its path (--path FILE) or put it in the folder "
+        f"named by ${DATA_DIR_ENV}. Looked in: {'; '.join(tried)}."
+    )
+    if not download:
+        raise FileNotFoundError(f"{WEI_ATOM_FILENAME} not found. {hint}")
+    try:
+        # no hash is published for the file: pooch logs the SHA-256 it computed
+        fetched = pooch.retrieve(WEI_ATOM_URL, known_hash=None, fname=WEI_ATOM_FILENAME, path=cache, progressbar=True)
+    except Exception as exc:  # network errors come in many types
+        raise FileNotFoundError(f"could not download {WEI_ATOM_FILENAME} ({type(exc).__name__}: {exc}). {hint}") from None
+    return Path(fetched)
+
+
+# ------------------------------------------------------------------ simulated series and dispatch
+
+
+def series_dataset(series) -> Dataset:
+    """In-memory cases of a :class:`~napari_atombench.core.benchmark.DegradationSeries`."""
+    cases = []
+    for i, (value, (image, truth_rc, pixel_size_A)) in enumerate(zip(series.values, series.images)):
+        cases.append(
+            Case(
+                case=f"{series.name}_{i:02d}",
+                pixel_size_A=pixel_size_A,
+                kind="simulated",
+                material=series.material,
+                source="napari_atombench simulator",
+                extra={"series": series.name, "knob": series.knob, "value": float(value)},
+                image=np.asarray(image, dtype=np.float32),
+                truth_rc=np.asarray(truth_rc, dtype=float).reshape(-1, 2),
+            )
+        )
+    return Dataset(series.name, cases)
+
+
+def open_dataset(source: str | os.PathLike, *, path: str | os.PathLike | None = None, download: bool = True) -> Dataset:
+    """A folder dataset, an HDF5 file, or ``"wei_atom"`` (found with :func:`fetch_wei_atom`)."""
+    text = str(source)
+    if text in ("wei_atom", WEI_ATOM_FILENAME) and not Path(text).exists():
+        return read_wei_atom(fetch_wei_atom(path, download=download))
+    source = Path(source)
+    if source.is_dir():
+        return read_folder_dataset(source)
+    if source.suffix.lower() in (".h5", ".hdf5"):
+        return read_wei_atom(source)
+    if not source.exists():
+        raise FileNotFoundError(f"no dataset at {source} (expected a folder with cases.csv, an .h5 file or 'wei_atom')")
+    raise ValueError(f"{source} is neither a folder dataset nor an HDF5 file")
