@@ -16,9 +16,22 @@ channels for several, as the originals) and pre-activation scores from
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ._pipeline import (
+    LocatorBase,
+    rescaled_to_original_rc,
+    resize_float,
+    resize_uint8_original,
+    tiled_forward,
+    to_uint8_original,
+)
+from .base import Cancelled
 
 LEAKY_SLOPE = 0.01
 
@@ -192,3 +205,180 @@ def build_atomsegnet(nb_classes: int = 1, nb_filters: int = 32) -> AtomSegNetZ:
 def build_resatomsegnet_s2(nb_classes: int = 1, nb_filters: int = 32) -> ResAtomSegNetS2:
     """AtomNet ``resatomsegnet_s2`` ("cubic" weights use the defaults)."""
     return ResAtomSegNetS2(nb_classes, nb_filters)
+
+
+# =============================================================================== pipeline
+
+
+def pad_bottom_right(img8: np.ndarray, multiple: int) -> np.ndarray:
+    """Zero rows at the bottom, then zero columns at the right, to multiples of ``multiple``
+    (spec Z4); float64 when padding was added, else unchanged (uint8)."""
+    h, w = img8.shape
+    hp, wp = -(-h // multiple) * multiple, -(-w // multiple) * multiple
+    if (hp, wp) == (h, w):
+        return img8
+    out = np.zeros((hp, wp), dtype=np.float64)
+    out[:h, :w] = img8
+    return out
+
+
+def normalise_minmax(a: np.ndarray) -> np.ndarray:
+    """(a - min) / (max - min) in float64, then float32 (spec Z5)."""
+    a = a.astype(np.float64)
+    lo, hi = a.min(), a.max()
+    if hi == lo:
+        raise ValueError("image is constant after 8-bit conversion: nothing to locate")
+    return ((a - lo) / (hi - lo)).astype(np.float32)
+
+
+def find_atoms_original(
+    rawmap_hwc: np.ndarray, threshold: float = 0.5, dist_edge: float = 5
+) -> tuple[np.ndarray, dict]:
+    """AtomNet's ``find_atoms`` on one frame (spec Z7–Z10).
+
+    Returns
+    -------
+    rcc : ndarray (N, 3) float64
+        (row, col, class), class by class, in the padded frame.
+    intermediates : dict
+        ``binary_ch{k}``, ``labels_ch{k}``, ``com_rc_before_edge_ch{k}``.
+    """
+    from scipy import ndimage
+
+    p = rawmap_hwc
+    if p.shape[-1] == 1:
+        p = np.concatenate([p, 1 - p], axis=-1)
+    hp, wp = p.shape[:2]
+    rows, inter = [], {}
+    for ch in range(p.shape[-1] - 1):
+        binary = (p[..., ch] > threshold).astype(np.float32)
+        labels, n = ndimage.label(binary)
+        com = np.asarray(ndimage.center_of_mass(binary, labels, np.arange(1, n + 1)), dtype=np.float64).reshape(-1, 2)
+        inter[f"binary_ch{ch}"], inter[f"labels_ch{ch}"] = binary, labels
+        inter[f"com_rc_before_edge_ch{ch}"] = com
+        keep = ~((com[:, 0] > hp - dist_edge) | (com[:, 0] < dist_edge) | (com[:, 1] > wp - dist_edge) | (com[:, 1] < dist_edge))
+        com = com[keep]
+        rows.append(np.column_stack([com, np.full(len(com), ch, dtype=np.float64)]))
+    rcc = np.concatenate(rows, axis=0) if rows else np.zeros((0, 3))
+    return rcc, inter
+
+
+def find_atoms_weighted(
+    prob_hwc: np.ndarray, threshold: float = 0.5, edge_px: float = 4
+) -> tuple[np.ndarray, np.ndarray]:
+    """Default post-processing: blobs where p > threshold, probability-weighted centroids,
+    centroids closer than ``edge_px`` to the first/last pixel centre dropped.
+
+    ``prob_hwc`` is in the image's own frame (H, W, C); for C > 1 the last channel is
+    background. Returns (positions_rc (N, 2), class index (N,)).
+    """
+    from scipy import ndimage
+
+    h, w, c = prob_hwc.shape
+    n_fg = 1 if c == 1 else c - 1
+    pos, cls = [], []
+    for ch in range(n_fg):
+        p = prob_hwc[..., ch].astype(np.float64)
+        labels, n = ndimage.label(p > threshold)
+        if n == 0:
+            continue
+        com = np.asarray(ndimage.center_of_mass(p, labels, np.arange(1, n + 1)), dtype=np.float64).reshape(-1, 2)
+        keep = (
+            (com[:, 0] >= edge_px) & (com[:, 0] <= h - 1 - edge_px) & (com[:, 1] >= edge_px) & (com[:, 1] <= w - 1 - edge_px)
+        )
+        pos.append(com[keep])
+        cls.append(np.full(int(keep.sum()), ch))
+    if not pos:
+        return np.zeros((0, 2)), np.zeros(0, dtype=int)
+    return np.concatenate(pos), np.concatenate(cls)
+
+
+class AtomNetLocator(LocatorBase):
+    """AtomNet pipeline (``atomsegnet`` / ``resatomsegnet_s2`` networks).
+
+    ``fidelity="original"`` reproduces the benchmark wrapper (spec §5 Z1–Z11): 8-bit
+    conversion, optional PIL rescale, bottom/right zero padding to the network's
+    downsampling factor, min–max normalisation, threshold > 0.5, unweighted centres
+    of mass, 5 px edge filter against the **padded** size; positions in the padded
+    (or rescaled) frame, as the original returns them.
+
+    ``fidelity="default"``: same network input and output, but tiled with overlap
+    for large images, probability-weighted centroids, positions and map in the
+    input image's own frame, edge rule ``edge_px`` (default 4) against the image.
+    """
+
+    family_options = ("threshold", "edge_px")
+    default_tile = 1024
+    default_margin = {"atomsegnet": 128, "resatomsegnet_s2": 64}
+
+    def __init__(self, spec, net, provenance, **kw):
+        super().__init__(spec, net, provenance, **kw)
+        self.net.eval()
+        self.threshold = float(self.options.get("threshold", 0.5))
+        self.edge_px = float(self.options.get("edge_px", 4))
+        d = int(self.net.downsampling)
+        self.stride = d
+        tile = int(self.options.get("tile_size") or self.default_tile)
+        self.tile_size = max(d, tile // d * d)
+        margin = self.options.get("overlap_px")
+        margin = self.default_margin.get(spec.architecture, 64) if margin is None else int(margin)
+        self.overlap_px = -(-margin // d) * d
+
+    # -- preprocessing shared by both fidelities
+    def _net_input(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        img8 = resize_uint8_original(to_uint8_original(image), self.rescale)
+        return img8, normalise_minmax(pad_bottom_right(img8, self.stride))
+
+    def _forward_map(self, x, progress, cancelled) -> np.ndarray:
+        """(C, Hp, Wp) probabilities (exp applied for several classes)."""
+        if self.fidelity == "original":
+            if cancelled is not None and cancelled():
+                raise Cancelled("cancelled")
+            y = self._run_net(x)
+            if progress is not None:
+                progress(1, 1)
+        else:
+            y = tiled_forward(self._run_net, x, self.tile_size, self.overlap_px, self.stride, progress=progress, cancelled=cancelled)
+        if y.shape[0] > 1:
+            y = np.exp(y)
+        return y
+
+    @staticmethod
+    def _fg_map(y_chw: np.ndarray) -> np.ndarray:
+        return y_chw[0] if y_chw.shape[0] == 1 else (1 - y_chw[-1])
+
+    def _predict(self, image, progress, cancelled):
+        img8, x = self._net_input(image)
+        y = self._forward_map(x, progress, cancelled)[:, : img8.shape[0], : img8.shape[1]]
+        prob = self._fg_map(y).astype(np.float32)
+        if self.fidelity == "default" and prob.shape != image.shape:
+            prob = resize_float(prob, image.shape)
+        return prob, y, img8
+
+    def _locate(self, image, progress, cancelled):
+        t0 = time.perf_counter()
+        meta = self._metadata(threshold=self.threshold)
+        img8, x = self._net_input(image)
+        t0 = self._timed(meta, "preprocess", t0)
+        y = self._forward_map(x, progress, cancelled)
+        t0 = self._timed(meta, "network", t0)
+        h, w = img8.shape
+        if self.fidelity == "original":
+            rcc, _ = find_atoms_original(np.moveaxis(y, 0, -1), self.threshold, 5)
+            positions_rc, classes = rcc[:, :2].copy(), rcc[:, 2].astype(int)
+            prob = self._fg_map(y)[:h, :w].astype(np.float32)
+            meta["frame"] = "padded (bottom/right)" + (f", rescaled x{self.rescale}" if self.rescale != 1 else "")
+            meta["padded_shape"] = list(x.shape)
+        else:
+            y = y[:, :h, :w]
+            positions_rc, classes = find_atoms_weighted(np.moveaxis(y, 0, -1), self.threshold, self.edge_px)
+            prob = self._fg_map(y).astype(np.float32)
+            if (h, w) != image.shape:
+                positions_rc = rescaled_to_original_rc(positions_rc, (h, w), image.shape)
+                prob = resize_float(prob, image.shape)
+            meta["frame"] = "image"
+            meta["tile_size"], meta["overlap_px"] = self.tile_size, self.overlap_px
+        self._timed(meta, "postprocess", t0)
+        if self.spec.arch_kwargs.get("nb_classes", 1) > 1:
+            meta["class_index"] = classes.tolist()
+        return prob, positions_rc, meta

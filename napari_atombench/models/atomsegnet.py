@@ -15,9 +15,22 @@ Public names (stable; the training code builds these):
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ._pipeline import (
+    LocatorBase,
+    rescaled_to_original_rc,
+    resize_float,
+    resize_uint8_original,
+    tiled_forward,
+    to_uint8_original,
+)
+from .base import Cancelled
 
 
 def _conv3(in_ch: int, out_ch: int) -> nn.Conv2d:
@@ -155,3 +168,185 @@ def build_unet() -> UNet:
 def build_nestedunet() -> NestedUNet:
     """AtomSegNet ``NestedUNet`` ("superresolution" weights)."""
     return NestedUNet()
+
+
+# =============================================================================== pipeline
+
+
+def pad_lin(x: np.ndarray, architecture: str) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Zero padding of the normalised image (spec L4); returns (padded, (top, bottom, left, right)).
+
+    UNet: symmetric to multiples of 4. NestedUNet: centred in a P×P square, P the
+    smallest power of 2 >= max(H, W) and at least 128.
+    """
+    h, w = x.shape
+    if architecture == "nestedunet":
+        side = max(h, w)
+        p = 128 if side <= 128 else 1 << (side - 1).bit_length()
+        th, tw = p - h, p - w
+    else:
+        th, tw = (4 - h % 4) % 4, (4 - w % 4) % 4
+    top, left = th // 2, tw // 2
+    pads = (top, th - top, left, tw - left)
+    if th == 0 and tw == 0:
+        return x, pads
+    return np.pad(x, ((pads[0], pads[1]), (pads[2], pads[3]))), pads
+
+
+def lin_segment(rawmap: np.ndarray) -> dict:
+    """AtomSegNet's ``CircleDetect`` segmentation (spec L7–L12).
+
+    Returns a dict with ``r`` (float64, negatives clipped), ``model_output_u8``,
+    ``elevation``, ``markers``, ``watershed``, ``filled``, ``labels`` and ``n``.
+    """
+    from scipy import ndimage
+    from skimage.filters import sobel
+    from skimage.segmentation import watershed
+
+    r = np.maximum(rawmap.astype(np.float64), -100)
+    r[r < 0] = 0
+    lo, hi = r.min(), r.max()
+    if hi == lo:
+        shape = r.shape
+        z = np.zeros(shape, dtype=np.int32)
+        return {"r": r, "m": np.zeros(shape), "model_output_u8": np.zeros(shape, np.uint8), "labels": z, "n": 0}
+    m = (r - lo) / (hi - lo)
+    u8 = (m * 255 / m.max()).astype(np.uint8)
+    elevation = sobel(u8)
+    markers = np.zeros(u8.shape, dtype=np.uint8)
+    markers[u8 < 30] = 1
+    markers[u8 > 100] = 2
+    seg = watershed(elevation, markers)
+    filled = ndimage.binary_fill_holes(seg - 1)
+    labels, n = ndimage.label(filled)
+    return {
+        "r": r,
+        "m": m,
+        "model_output_u8": u8,
+        "elevation": elevation,
+        "markers": markers,
+        "watershed": seg,
+        "filled": filled,
+        "labels": labels,
+        "n": n,
+    }
+
+
+def lin_centroids_original(seg: dict) -> np.ndarray:
+    """Unweighted region centroids (row, col), label order (spec L13)."""
+    from skimage.measure import regionprops
+
+    if seg["n"] == 0:
+        return np.zeros((0, 2))
+    return np.array([p.centroid for p in regionprops(seg["labels"])], dtype=np.float64).reshape(-1, 2)
+
+
+def lin_centroids_weighted(seg: dict) -> np.ndarray:
+    """Region centroids weighted by the normalised map (default pipeline)."""
+    from scipy import ndimage
+
+    if seg["n"] == 0:
+        return np.zeros((0, 2))
+    idx = np.arange(1, seg["n"] + 1)
+    weights = seg["m"]
+    com = np.asarray(ndimage.center_of_mass(weights, seg["labels"], idx), dtype=np.float64).reshape(-1, 2)
+    # a region whose map is 0 everywhere has no weighted centre: use its plain centre
+    bad = ~np.isfinite(com).all(axis=1)
+    if bad.any():
+        plain = np.asarray(ndimage.center_of_mass(seg["labels"] > 0, seg["labels"], idx[bad])).reshape(-1, 2)
+        com[bad] = plain
+    return com
+
+
+class AtomSegNetLocator(LocatorBase):
+    """AtomSegNet pipeline (``unet`` / ``nestedunet`` networks).
+
+    ``fidelity="original"`` reproduces the benchmark wrapper (spec §5 L1–L13): 8-bit
+    conversion, optional PIL rescale (coordinates stay in the rescaled frame, as in
+    the original), x = img8/255, UNet symmetric padding / NestedUNet centring in a
+    power-of-2 square, UNet in eval mode, NestedUNet with **train-mode BatchNorm**
+    (per-image statistics), crop, then Sobel + watershed segmentation and unweighted
+    region centroids.
+
+    ``fidelity="default"``: same network input/output (the NestedUNet keeps its
+    train-mode BN: its weights were only ever used that way); large images go in
+    overlapping tiles (for NestedUNet each tile then gets its own BN statistics);
+    centroids weighted by the map; positions and map in the input image frame;
+    optional ``edge_px`` filter (default 0: none, as the original).
+    """
+
+    family_options = ("edge_px",)
+    default_tile = {"unet": 1024, "nestedunet": 1024}
+    default_margin = {"unet": 64, "nestedunet": 64}
+
+    def __init__(self, spec, net, provenance, **kw):
+        super().__init__(spec, net, provenance, **kw)
+        self.train_bn = spec.architecture == "nestedunet"
+        self.net.train(self.train_bn)
+        self.edge_px = float(self.options.get("edge_px", 0))
+        self.stride = int(self.net.downsampling)
+        tile = int(self.options.get("tile_size") or self.default_tile.get(spec.architecture, 1024))
+        if self.train_bn:  # NestedUNet tiles are powers of 2, like its padded squares
+            tile = 1 << max(7, tile.bit_length() - 1)
+        self.tile_size = max(self.stride, tile // self.stride * self.stride)
+        margin = self.options.get("overlap_px")
+        margin = self.default_margin.get(spec.architecture, 64) if margin is None else int(margin)
+        self.overlap_px = -(-margin // self.stride) * self.stride
+
+    def _net_input(self, image):
+        img8 = resize_uint8_original(to_uint8_original(image), self.rescale)
+        return img8, img8.astype(np.float32) / np.float32(255)
+
+    def _forward_map(self, x, progress, cancelled) -> tuple[np.ndarray, tuple]:
+        """Network output cropped back to x's frame, channel 0, float32."""
+        h, w = x.shape
+        square = self.train_bn and (self.fidelity == "original" or max(h, w) <= self.tile_size)
+        if self.fidelity == "original" or square or max(h, w) <= self.tile_size:
+            if cancelled is not None and cancelled():
+                raise Cancelled("cancelled")
+            xp, pads = pad_lin(x, self.spec.architecture)
+            y = self._run_net(xp)
+            if progress is not None:
+                progress(1, 1)
+        else:
+            # large image: pad symmetrically to the stride, then overlapping tiles
+            th, tw = (-h) % self.stride, (-w) % self.stride
+            pads = (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+            xp = np.pad(x, ((pads[0], pads[1]), (pads[2], pads[3])))
+            y = tiled_forward(self._run_net, xp, self.tile_size, self.overlap_px, self.stride, progress=progress, cancelled=cancelled)
+        top, _, left, _ = pads
+        return y[0, top : top + h, left : left + w].astype(np.float32), pads
+
+    def _predict(self, image, progress, cancelled):
+        img8, x = self._net_input(image)
+        raw, _ = self._forward_map(x, progress, cancelled)
+        if self.fidelity == "default" and raw.shape != image.shape:
+            raw = resize_float(raw, image.shape)
+        return raw, img8
+
+    def _locate(self, image, progress, cancelled):
+        t0 = time.perf_counter()
+        meta = self._metadata(train_mode_bn=self.train_bn)
+        img8, x = self._net_input(image)
+        t0 = self._timed(meta, "preprocess", t0)
+        raw, pads = self._forward_map(x, progress, cancelled)
+        meta["padding_tblr"] = list(pads)
+        t0 = self._timed(meta, "network", t0)
+        seg = lin_segment(raw)
+        if self.fidelity == "original":
+            positions_rc = lin_centroids_original(seg)
+            meta["frame"] = "image" + (f" rescaled x{self.rescale}" if self.rescale != 1 else "")
+        else:
+            positions_rc = lin_centroids_weighted(seg)
+            h, w = raw.shape
+            e = self.edge_px
+            if e > 0:
+                r, c = positions_rc[:, 0], positions_rc[:, 1]
+                positions_rc = positions_rc[(r >= e) & (r <= h - 1 - e) & (c >= e) & (c <= w - 1 - e)]
+            if raw.shape != image.shape:
+                positions_rc = rescaled_to_original_rc(positions_rc, raw.shape, image.shape)
+                raw = resize_float(raw, image.shape)
+            meta["frame"] = "image"
+            meta["tile_size"], meta["overlap_px"] = self.tile_size, self.overlap_px
+        self._timed(meta, "postprocess", t0)
+        return raw, positions_rc, meta

@@ -300,7 +300,7 @@ def load_network(spec: ModelSpec | str, weights: str | os.PathLike | None = None
 
 
 def get_locator(
-    name: str,
+    name: str | ModelSpec,
     weights: str | os.PathLike | None = None,
     device: str = "auto",
     fidelity: str = "default",
@@ -312,8 +312,8 @@ def get_locator(
 
     Parameters
     ----------
-    name : str
-        Registry name (see :func:`list_models`).
+    name : str or ModelSpec
+        Registry name (see :func:`list_models`), or an unregistered spec.
     weights : path, optional
         Any checkpoint of the same architecture; default: the registered weights.
     device : {"auto", "cpu", "cuda", "mps", ...}
@@ -325,7 +325,7 @@ def get_locator(
         Pipeline options overriding the spec's (``threshold``, ``tile_size``,
         ``rescale``, ``refine``, ``bf16``, ...).
     """
-    spec = get_spec(name)
+    spec = name if isinstance(name, ModelSpec) else get_spec(name)
     net, provenance = load_network(spec, weights, download=download)
     merged = {**spec.options, **options}
     if spec.family == "atomnet":
