@@ -87,8 +87,20 @@ def _run_view(args) -> int:
     return 0
 
 
+def _add_locate(subparsers) -> None:
+    from .models.commands import add_locate
+
+    add_locate(subparsers)
+
+
+def _add_models(subparsers) -> None:
+    from .models.commands import add_models
+
+    add_models(subparsers)
+
+
 #: Subcommand registrars, in the order they appear in --help.
-COMMANDS: list[Callable] = [_add_view, _add_info]
+COMMANDS: list[Callable] = [_add_view, _add_info, _add_locate, _add_models]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 WEIGHTS_DIR_ENV = "ATOMBENCH_WEIGHTS_DIR"
+#: set to 1 to forbid downloads (tests, offline machines)
+NO_DOWNLOAD_ENV = "ATOMBENCH_NO_DOWNLOAD"
 PACKAGED_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
@@ -229,7 +231,7 @@ def resolve_weights(
         if candidate.is_file():
             verify_file(candidate, src)
             return candidate, src.describe()
-    if not download:
+    if not download or os.environ.get(NO_DOWNLOAD_ENV, "") not in ("", "0"):
         raise FileNotFoundError(_missing_message(spec, tried))
     return _download(spec, src, tried), src.describe()
 
