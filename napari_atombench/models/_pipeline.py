@@ -152,7 +152,7 @@ def _keep_bounds(starts: list[int], tile: int, length: int) -> list[tuple[int, i
 
 
 def tiled_forward(
-    forward: Callable[[np.ndarray], np.ndarray],
+    forward: Callable[..., np.ndarray],
     x: np.ndarray,
     tile: int,
     margin: int,
@@ -162,6 +162,10 @@ def tiled_forward(
     cancelled: Callable[[], bool] | None = None,
 ) -> np.ndarray:
     """Run ``forward`` ((h, w) float32 -> (C, h, w) float32) over overlapping tiles of ``x``.
+
+    ``forward`` is called as ``forward(tile, window=(row0, col0, H, W))`` so networks
+    whose output depends on the image size (UNet's align_corners upsampling) can
+    compute as for the whole image.
 
     ``x`` (H, W) must have sides that are multiples of ``stride`` (or be smaller than
     ``tile``). Returns (C, H, W). Only one tile's activations live at a time.
@@ -178,7 +182,7 @@ def tiled_forward(
         for c0, (clo, chi) in zip(cols, cb):
             if cancelled is not None and cancelled():
                 raise Cancelled("cancelled")
-            y = forward(x[r0 : r0 + th, c0 : c0 + tw])
+            y = forward(x[r0 : r0 + th, c0 : c0 + tw], window=(r0, c0, h, w))
             if out is None:
                 out = np.empty((y.shape[0], h, w), dtype=np.float32)
             out[:, rlo:rhi, clo:chi] = y[:, rlo - r0 : rhi - r0, clo - c0 : chi - c0]
@@ -214,7 +218,9 @@ class LocatorBase:
         self.rescale = float(options.get("rescale", 1.0) or 1.0)
         self.refine = bool(options.get("refine", False))
         self.bf16 = bool(options.get("bf16", False))
-        self.channels_last = bool(options.get("channels_last", False))
+        # channels_last speeds up the convolutions; it changes the float summation order,
+        # which train-mode BatchNorm (NestedUNet) amplifies beyond 1e-5: off there
+        self.channels_last = bool(options.get("channels_last", spec.architecture != "nestedunet"))
         threads = options.get("threads")
         if threads:
             torch.set_num_threads(int(threads))
@@ -225,9 +231,12 @@ class LocatorBase:
         self.last_timings: dict[str, float] = {}
 
     # -- network call
-    def _run_net(self, x: np.ndarray, *, grad_mode_original: bool = False) -> np.ndarray:
-        """(h, w) float32 -> (C, h, w) float32 network output."""
+    def _run_net(self, x: np.ndarray, window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """(h, w) float32 -> (C, h, w) float32 network output; ``window`` places a tile."""
         import torch
+
+        if hasattr(self.net, "frame"):
+            self.net.frame = window
 
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None].to(self.device)
         if self.fidelity == "default" and self.channels_last:

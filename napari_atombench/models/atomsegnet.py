@@ -64,11 +64,17 @@ class UNet(nn.Module):
         self.bn9_3 = nn.BatchNorm2d(1)  # unused (spec Q6)
         self.bn9 = nn.BatchNorm2d(1)
 
-    @staticmethod
-    def _up(x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+    #: (row0, col0, H, W): where the input sits in a larger image (full-resolution px),
+    #: set by the tiled pipeline so tiles reproduce the whole-image upsampling
+    frame: tuple[int, int, int, int] | None = None
+
+    def _up(self, x: torch.Tensor) -> torch.Tensor:
+        if self.frame is None:
+            return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+        return _upsample_align_corners_in_frame(x, self.frame, self._input_hw)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
+        self._input_hw = tuple(x.shape[-2:])
         r = F.relu
         x1 = r(self.bn1_2(self.conv1_2(r(self.bn1_1(self.conv1_1(x))))))
         h = F.max_pool2d(x1, 2)
@@ -85,6 +91,38 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logits(x))
+
+
+def _interp_axis(x: torch.Tensor, dim: int, src: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of ``x`` along ``dim`` at (local, clamped) positions ``src``."""
+    n = x.shape[dim]
+    src = src.clamp(0, n - 1)
+    i0 = src.floor().long().clamp(max=n - 1)
+    i1 = (i0 + 1).clamp(max=n - 1)
+    shape = [1] * x.ndim
+    shape[dim] = -1
+    w1 = (src - i0).to(x.dtype).view(shape)
+    return x.index_select(dim, i0) * (1 - w1) + x.index_select(dim, i1) * w1
+
+
+def _upsample_align_corners_in_frame(x: torch.Tensor, frame, input_hw) -> torch.Tensor:
+    """×2 bilinear with align_corners=True as the **whole image** would have it.
+
+    ``x`` is a tile of a feature map; ``frame`` = (row0, col0, H, W) places the
+    network input tile (``input_hw``) in the full image. align_corners=True samples
+    output index J at J·(N−1)/(2N−1) of the full level size N, which depends on the
+    image size: a tile must use the full-image N and its own offset, not its size.
+    """
+    r0, c0, full_h, full_w = frame
+    out = x
+    for dim, off, full, tile in ((2, r0, full_h, input_hw[0]), (3, c0, full_w, input_hw[1])):
+        n = x.shape[dim]
+        level = tile // n  # input px per feature px at this level
+        big_n, o = full // level, off // level
+        j = torch.arange(2 * n, dtype=torch.float64) + 2 * o
+        src = (j * ((big_n - 1) / (2 * big_n - 1)) - o).to(torch.float32).to(x.device)
+        out = _interp_axis(out, dim, src)
+    return out
 
 
 class VGGBlock(nn.Module):
