@@ -83,15 +83,15 @@ def original_forward(loc, x: np.ndarray):
 
 def padded_work_px(loc, side: int) -> int:
     """Pixels the default path actually runs through the network (tiles overlap)."""
-    from napari_atombench.models._pipeline import tile_starts
+    from napari_atombench.models._pipeline import plan_tiles
 
     if loc.spec.architecture == "nestedunet" and side <= loc.tile_size:
         p = max(128, 1 << (side - 1).bit_length())
         return p * p
     if side <= loc.tile_size:
         return side * side
-    n = len(tile_starts(side, loc.tile_size, loc.overlap_px, loc.stride))
-    return n * n * loc.tile_size**2
+    t, starts = plan_tiles(side, loc.tile_size, loc.overlap_px, loc.stride)
+    return len(starts) ** 2 * t * t
 
 
 def main(argv=None) -> int:

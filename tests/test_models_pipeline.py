@@ -12,7 +12,7 @@ from napari_atombench.cli import main
 from napari_atombench.core.io import read_positions
 from napari_atombench.core.simulate import SRTIO3_100, simulate_crystal
 from napari_atombench.models import AtomLocator, Cancelled
-from napari_atombench.models._pipeline import resolve_device, tile_starts, to_uint8_original
+from napari_atombench.models._pipeline import plan_tiles, resolve_device, to_uint8_original
 from napari_atombench.models.registry import (
     REGISTRY,
     ModelSpec,
@@ -119,11 +119,14 @@ def test_uint8_conversion_truncates():
     assert to_uint8_original(img).tolist() == [[0, 255], [127, 254]]
 
 
-def test_tile_starts_cover_with_overlap():
-    starts = tile_starts(1000, 256, 32, 8)
-    assert starts[0] == 0 and starts[-1] == 1000 - 256
+def test_plan_tiles_cover_with_overlap():
+    side, starts = plan_tiles(1000, 256, 32, 8)
+    assert side <= 256 and side % 8 == 0
+    assert starts[0] == 0 and starts[-1] == 1000 - side
     assert all(s % 8 == 0 for s in starts)
-    assert all(b - a <= 256 - 64 for a, b in zip(starts, starts[1:]))
+    assert all(b - a <= side - 2 * 32 + 8 for a, b in zip(starts, starts[1:]))
+    assert len(starts) * side < 1000 * 1.5  # little wasted overlap
+    assert plan_tiles(200, 256, 32, 8) == (200, [0])
 
 
 @pytest.fixture(scope="module")

@@ -124,21 +124,23 @@ def autocast_context(device, bf16: bool):
 # ------------------------------------------------------------------ tiling
 
 
-def tile_starts(length: int, tile: int, margin: int, stride: int) -> list[int]:
-    """Start offsets (multiples of ``stride``) of overlapping tiles covering ``length``.
+def plan_tiles(length: int, tile: int, margin: int, stride: int) -> tuple[int, list[int]]:
+    """Tile side and start offsets (multiples of ``stride``) along one axis of ``length``.
 
-    Consecutive tiles overlap by at least ``2 * margin`` so each keeps a centre whose
-    distance from its own tile edges is >= ``margin`` (except at the image border).
+    Uses the fewest tiles of at most ``tile`` px whose neighbours overlap by about
+    ``2 * margin``, then shrinks the tiles to the smallest side (multiple of
+    ``stride``) that still covers ``length``, so little work is wasted on overlap.
+    Each tile later keeps its centre, >= ~``margin`` px from its own edges.
     """
     if length <= tile:
-        return [0]
-    step = tile - 2 * margin - stride
-    if step < stride:
+        return length, [0]
+    if tile - 2 * margin < 2 * stride:
         raise ValueError(f"tile size {tile} too small for an overlap margin of {margin} px")
-    n = math.ceil((length - tile) / step) + 1
-    starts = [int(round(s)) // stride * stride for s in np.linspace(0, length - tile, n)]
-    starts[-1] = length - tile
-    return sorted(set(starts))
+    n = math.ceil((length - 2 * margin) / (tile - 2 * margin))
+    side = min(tile, math.ceil((length + 2 * margin * (n - 1)) / n / stride) * stride)
+    starts = [int(s) // stride * stride for s in np.linspace(0, length - side, n)]
+    starts[-1] = length - side
+    return side, sorted(set(starts))
 
 
 def _keep_bounds(starts: list[int], tile: int, length: int) -> list[tuple[int, int]]:
@@ -171,9 +173,8 @@ def tiled_forward(
     ``tile``). Returns (C, H, W). Only one tile's activations live at a time.
     """
     h, w = x.shape
-    rows = tile_starts(h, tile, margin, stride)
-    cols = tile_starts(w, tile, margin, stride)
-    th, tw = min(tile, h), min(tile, w)
+    th, rows = plan_tiles(h, tile, margin, stride)
+    tw, cols = plan_tiles(w, tile, margin, stride)
     rb, cb = _keep_bounds(rows, th, h), _keep_bounds(cols, tw, w)
     total = len(rows) * len(cols)
     out = None
