@@ -81,6 +81,13 @@ def rescaled_to_original_rc(positions_rc: np.ndarray, scaled_shape, original_sha
     return np.column_stack([(positions_rc[:, 0] + 0.5) * sr - 0.5, (positions_rc[:, 1] + 0.5) * sc - 0.5])
 
 
+def inside_edge(positions_rc: np.ndarray, shape: tuple[int, int], edge_px: float) -> np.ndarray:
+    """Boolean mask: positions at least ``edge_px`` from the first/last pixel centre."""
+    r, c = positions_rc[:, 0], positions_rc[:, 1]
+    h, w = shape
+    return (r >= edge_px) & (r <= h - 1 - edge_px) & (c >= edge_px) & (c <= w - 1 - edge_px)
+
+
 def check_image(image: Any, min_side: int = 8) -> np.ndarray:
     """Validated 2-D finite image (float32); raises ValueError with a clear message."""
     image = as_image_2d(image, name="image", nan_policy="raise")

@@ -25,6 +25,7 @@ from torch import nn
 
 from ._pipeline import (
     LocatorBase,
+    inside_edge,
     rescaled_to_original_rc,
     resize_float,
     resize_uint8_original,
@@ -283,9 +284,7 @@ def find_atoms_weighted(
         if n == 0:
             continue
         com = np.asarray(ndimage.center_of_mass(p, labels, np.arange(1, n + 1)), dtype=np.float64).reshape(-1, 2)
-        keep = (
-            (com[:, 0] >= edge_px) & (com[:, 0] <= h - 1 - edge_px) & (com[:, 1] >= edge_px) & (com[:, 1] <= w - 1 - edge_px)
-        )
+        keep = inside_edge(com, (h, w), edge_px)
         pos.append(com[keep])
         cls.append(np.full(int(keep.sum()), ch))
     if not pos:

@@ -24,6 +24,7 @@ from torch import nn
 
 from ._pipeline import (
     LocatorBase,
+    inside_edge,
     rescaled_to_original_rc,
     resize_float,
     resize_uint8_original,
@@ -376,11 +377,8 @@ class AtomSegNetLocator(LocatorBase):
             meta["frame"] = "image" + (f" rescaled x{self.rescale}" if self.rescale != 1 else "")
         else:
             positions_rc = lin_centroids_weighted(seg)
-            h, w = raw.shape
-            e = self.edge_px
-            if e > 0:
-                r, c = positions_rc[:, 0], positions_rc[:, 1]
-                positions_rc = positions_rc[(r >= e) & (r <= h - 1 - e) & (c >= e) & (c <= w - 1 - e)]
+            if self.edge_px > 0:
+                positions_rc = positions_rc[inside_edge(positions_rc, raw.shape, self.edge_px)]
             if raw.shape != image.shape:
                 positions_rc = rescaled_to_original_rc(positions_rc, raw.shape, image.shape)
                 raw = resize_float(raw, image.shape)
