@@ -36,7 +36,7 @@ from napari_atombench.models.registry import ModelSpec, get_locator
 NETS = {
     "A": ("A_unet_sigmoid", "atomsegnet", "unet"),
     "B": ("B_nestedunet", "atomsegnet", "nestedunet"),
-    "C": ("C_atomsegnet", "atomnet", "atomsegnet"),
+    "C": ("C_atomsegnet_gain", "atomnet", "atomsegnet"),  # gain: a non-degenerate map
     "D": ("D_resatomsegnet_s2_cubic", "atomnet", "resatomsegnet_s2"),
 }
 #: spec §8, torch 2.13, as-benchmark mode, median seconds

@@ -199,6 +199,35 @@ class NestedUNet(nn.Module):
         return torch.tanh(self.logits(x))
 
 
+#: (conv, BatchNorm right after it) pairs of the UNet that can be folded in eval mode
+UNET_CONV_BN = (
+    ("conv1_1", "bn1_1"), ("conv1_2", "bn1_2"), ("conv2_1", "bn2_1"), ("conv2_2", "bn2_2"),
+    ("conv4_1", "bn4_1"), ("conv4_2", "bn4_2"), ("upconv4", "bn4"), ("conv7_1", "bn7_1"),
+    ("conv7_2", "bn7_2"), ("upconv7", "bn7"), ("conv9_1", "bn9_1"), ("conv9_2", "bn9_2"),
+)
+
+
+@torch.no_grad()
+def fold_batchnorm(net: UNet) -> UNet:
+    """Fold each eval-mode BatchNorm that directly follows a conv into that conv (in place).
+
+    y = (conv(x) − μ)/√(σ²+ε)·γ + β  becomes a conv with weight·s and (bias − μ)·s + β,
+    s = γ/√(σ²+ε). The BN modules become identities. Only for inference in eval mode;
+    the result differs from the unfolded net by float rounding only (checked ≤ 1e-5 on
+    the fixtures). ``bn4_out``/``bn7_out`` (after a concatenation) and ``bn9`` (after a
+    ReLU) stay.
+    """
+    for conv_name, bn_name in UNET_CONV_BN:
+        conv, bn = getattr(net, conv_name), getattr(net, bn_name)
+        if isinstance(bn, nn.Identity):
+            continue
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        conv.weight.mul_(scale.view(-1, 1, 1, 1))
+        conv.bias.copy_((conv.bias - bn.running_mean) * scale + bn.bias)
+        setattr(net, bn_name, nn.Identity())
+    return net
+
+
 def build_unet() -> UNet:
     """AtomSegNet ``UNet`` ("gaussianMask+" weights)."""
     return UNet()
@@ -307,14 +336,15 @@ class AtomSegNetLocator(LocatorBase):
     (per-image statistics), crop, then Sobel + watershed segmentation and unweighted
     region centroids.
 
-    ``fidelity="default"``: same network input/output (the NestedUNet keeps its
+    ``fidelity="default"``: same network input/output (the UNet's conv+BN pairs are
+    folded for speed, ``fold_bn=False`` to keep them; the NestedUNet keeps its
     train-mode BN: its weights were only ever used that way); large images go in
     overlapping tiles (for NestedUNet each tile then gets its own BN statistics);
     centroids weighted by the map; positions and map in the input image frame;
     optional ``edge_px`` filter (default 0: none, as the original).
     """
 
-    family_options = ("edge_px",)
+    family_options = ("edge_px", "fold_bn")
     default_tile = {"unet": 1024, "nestedunet": 1024}
     default_margin = {"unet": 64, "nestedunet": 64}
 
@@ -322,6 +352,9 @@ class AtomSegNetLocator(LocatorBase):
         super().__init__(spec, net, provenance, **kw)
         self.train_bn = spec.architecture == "nestedunet"
         self.net.train(self.train_bn)
+        self.fold_bn = bool(self.options.get("fold_bn", True)) and self.fidelity == "default" and not self.train_bn
+        if self.fold_bn:
+            fold_batchnorm(self.net)
         self.edge_px = float(self.options.get("edge_px", 0))
         self.stride = int(self.net.downsampling)
         tile = int(self.options.get("tile_size") or self.default_tile.get(spec.architecture, 1024))
