@@ -100,6 +100,8 @@ def main(argv=None) -> int:
     parser.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-bf16", action="store_true")
+    parser.add_argument("--no-original", action="store_true", help="skip the original path (e.g. at 2048²)")
+    parser.add_argument("--no-positions", action="store_true", help="skip the positions check")
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -127,7 +129,9 @@ def main(argv=None) -> int:
                 xo = np.pad(x, ((0, p - side), (0, p - side)))
             rows = []
             # original path
-            if arch == "nestedunet" and side > 1024:
+            if args.no_original:
+                rows.append(("original", None, "not run (--no-original)"))
+            elif arch == "nestedunet" and side > 1024:
                 rows.append(("original", None, "skipped: train-mode BN + autograd at 2048² needs > 20 GB"))
             else:
                 original_forward(orig, xo[:256, :256] if side > 512 else xo)  # warm-up
@@ -149,6 +153,8 @@ def main(argv=None) -> int:
                 vs_spec = f"{ref / med:>7.2f}x" if ref else f"{'-':>8}"
                 print(f"{key:<3} {side:>5} {name:<9} {med:>9.3f} {f'[{lo:.2f}-{hi:.2f}]':>15} {gflops:>8.1f} {vs_orig} {vs_spec}", flush=True)
     # positions kept by the default and bf16 paths (vs the original network map, same post-processing)
+    if args.no_positions:
+        return 0
     print()
     print("positions on a 512² simulated SrTiO3 image (default post-processing):")
     sim = simulate_crystal(SRTIO3_100, shape=(512, 512), pixel_size_A=0.2, seed=1).image
