@@ -226,6 +226,12 @@ class LocatorBase:
         self.rescale = float(options.get("rescale", 1.0) or 1.0)
         self.refine = bool(options.get("refine", False))
         self.bf16 = bool(options.get("bf16", False))
+        if self.bf16 and spec.architecture == "nestedunet":
+            warnings.warn(
+                "bf16 with the NestedUNet's train-mode BatchNorm moves many positions "
+                "(about half on a 512² test image); use fp32 for this model",
+                stacklevel=3,
+            )
         # channels_last speeds up the convolutions; it changes the float summation order,
         # which train-mode BatchNorm (NestedUNet) amplifies beyond 1e-5: off there
         self.channels_last = bool(options.get("channels_last", spec.architecture != "nestedunet"))
