@@ -82,3 +82,24 @@ def test_worker_errors_become_notifications(make_napari_viewer, qtbot, monkeypat
     _wait(qtbot, widget)
     assert len(errors) == 2 and "does not exist" in errors[1]
     assert [layer.name for layer in viewer.layers] == ["img", "nan"]  # nothing added
+
+
+def test_cancel_stops_the_run_without_layers(make_napari_viewer, qtbot, shared_dir, monkeypatch, errors):
+    import napari_atombench.widgets.run_model as mod
+    from napari_atombench.widgets.run_model import RunModelWidget
+
+    infos: list[str] = []
+    monkeypatch.setattr(mod, "show_info", lambda msg: infos.append(str(msg)))
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-atombench", "srtio3")
+    widget = RunModelWidget(viewer)
+    widget.image.value = viewer.layers["srtio3_100"]
+    widget.weights.value = shared_dir / "weights" / "cubic-best_weights.pt"
+    widget.tile_size.value = 128
+    monkeypatch.setattr(widget._cancel, "clear", lambda: None)  # keep the cancel request
+    widget.cancel()  # what the Cancel button does
+    widget.run()
+    _wait(qtbot, widget)
+    assert infos == ["atomnet-cubic: cancelled"] and errors == []
+    assert widget.status.value == "cancelled"
+    assert len(viewer.layers) == 2
