@@ -185,8 +185,29 @@ def _add_robustness(subparsers) -> None:
     parser.set_defaults(func=run_robustness_cli)
 
 
+def _add_locate(subparsers) -> None:
+    from .models.commands import add_locate
+
+    add_locate(subparsers)
+
+
+def _add_models(subparsers) -> None:
+    from .models.commands import add_models
+
+    add_models(subparsers)
+
+
 #: Subcommand registrars, in the order they appear in --help.
-COMMANDS: list[Callable] = [_add_view, _add_info, _add_score, _add_refine, _add_benchmark, _add_robustness]
+COMMANDS: list[Callable] = [
+    _add_view,
+    _add_info,
+    _add_locate,
+    _add_models,
+    _add_score,
+    _add_refine,
+    _add_benchmark,
+    _add_robustness,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,70 @@
+"""The ``atombench locate`` and ``atombench models`` subcommands (logic; cli.py registers them)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_locate(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "locate",
+        help="find atom columns in an image with a named model",
+        description="Run an atom-locating model and write x_px,y_px (the image's own frame) to CSV.",
+    )
+    parser.add_argument("image", type=Path)
+    parser.add_argument("--model", required=True, help="registry name (see `atombench models`)")
+    parser.add_argument("--weights", type=Path, help="checkpoint file of the same architecture")
+    parser.add_argument("--fidelity", choices=("default", "original"), default="default")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
+    parser.add_argument("--rescale", type=float, default=1.0, help="resize factor before the network")
+    parser.add_argument("--tile-size", type=int, help="tile side in px (default pipeline)")
+    parser.add_argument("--threshold", type=float, help="probability threshold (AtomNet models)")
+    parser.add_argument("--refine", action="store_true", help="refine positions by Gaussian fits")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (default pipeline)")
+    parser.add_argument("--out", type=Path, required=True, help="positions CSV to write")
+    parser.add_argument("--map-out", type=Path, help="write the probability map as .npy")
+    parser.set_defaults(func=run_locate)
+
+
+def run_locate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..core.io import atomic_write_bytes, read_image, write_positions
+    from .registry import get_locator
+
+    image, pixel_size_A, _ = read_image(args.image)
+    options = {"rescale": args.rescale, "refine": args.refine, "bf16": args.bf16}
+    if args.tile_size:
+        options["tile_size"] = args.tile_size
+    if args.threshold is not None:
+        options["threshold"] = args.threshold
+    locator = get_locator(args.model, weights=args.weights, device=args.device, fidelity=args.fidelity, **options)
+    result = locator.locate(image, pixel_size_A)
+    write_positions(args.out, result.positions_rc, pixel_size_A=pixel_size_A)
+    if args.map_out is not None and result.probability_map is not None:
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, result.probability_map)
+        atomic_write_bytes(args.map_out, buf.getvalue())
+    frame = result.metadata.get("frame", "image")
+    print(f"{len(result.positions_rc)} positions ({args.model}, {args.fidelity}, frame: {frame}) -> {args.out}")
+    return 0
+
+
+def add_models(subparsers) -> None:
+    parser = subparsers.add_parser("models", help="list the registered models and their weights")
+    parser.set_defaults(func=run_models)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from .registry import list_models
+
+    rows = list_models()
+    width = max(len(r["name"]) for r in rows)
+    print(f"{'name':<{width}}  {'family':<10}  {'architecture':<16}  {'cached':<6}  weights")
+    for r in rows:
+        cached = "yes" if r["cached"] else "no"
+        print(f"{r['name']:<{width}}  {r['family']:<10}  {r['architecture']:<16}  {cached:<6}  {r['weights']}")
+    return 0
