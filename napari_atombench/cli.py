@@ -50,14 +50,17 @@ def _run_info(args) -> int:
 def _add_view(subparsers) -> None:
     parser = subparsers.add_parser(
         "view",
-        help="open napari with an image (or a bundled sample) and its labels",
-        description="Open napari with an image and optional labels. Without an image the "
-        "bundled SrTiO3 sample opens. With --screenshot no window is kept open: the "
+        help="open napari with an image (or a bundled sample), run a model, compare to labels",
+        description="Open napari with an image and optional labels, run an atom-locating "
+        "model on it and dock the live comparison. Without an image the bundled SrTiO3 "
+        "sample (with exact labels) opens. With --screenshot no window is kept open: the "
         "viewer is drawn (under Xvfb when there is no display), saved as PNG, and closed.",
     )
     parser.add_argument("image", nargs="?", type=Path, help="image file; default: a bundled sample")
     parser.add_argument("--sample", default="srtio3", help="bundled sample to open (srtio3, ws2)")
     parser.add_argument("--labels", type=Path, help="labels CSV to open as a Points layer")
+    parser.add_argument("--model", default="atombench", help="model to run (default: atombench, ours)")
+    parser.add_argument("--no-model", action="store_true", help="only open the image and labels")
     parser.add_argument("--screenshot", type=Path, help="save a PNG of the window and exit")
     parser.set_defaults(func=_run_view)
 
@@ -65,14 +68,19 @@ def _add_view(subparsers) -> None:
 def _run_view(args) -> int:
     import napari
 
+    from ._napari.session import open_session
+
     viewer = napari.Viewer(title="atombench", show=True)
-    if args.image is None:
-        viewer.open_sample("napari-atombench", args.sample)
-    else:
-        viewer.open(str(args.image), plugin="napari-atombench")
-    if args.labels is not None:
-        viewer.open(str(args.labels), plugin="napari-atombench")
-    viewer.reset_view()
+    if args.screenshot is not None:
+        viewer.window.resize(1500, 950)
+    open_session(
+        viewer,
+        image=args.image,
+        sample=args.sample,
+        labels=args.labels,
+        model=None if args.no_model else args.model,
+        wait=args.screenshot is not None,
+    )
     if args.screenshot is not None:
         args.screenshot.parent.mkdir(parents=True, exist_ok=True)
         from qtpy.QtWidgets import QApplication
