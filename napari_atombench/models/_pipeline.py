@@ -1,0 +1,288 @@
+"""Pieces shared by the AtomNet and AtomSegNet pipelines.
+
+- the published 8-bit conversion and PIL rescale (spec L1/L2 = Z1/Z2);
+- device choice (``auto``: CUDA, then MPS, then CPU) and CPU thread/bf16 settings;
+- :func:`tiled_forward`: overlapping tiles with keep-centre crops, bounded memory,
+  progress per tile and cancellation;
+- :class:`LocatorBase`: what both family locators share (network placement,
+  provenance, the optional Gaussian refinement).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from contextlib import nullcontext
+from typing import Any, Callable
+
+import numpy as np
+
+from ..core.io import as_image_2d
+from .base import Cancelled, LocateResult, ProgressCallback
+
+FIDELITIES = ("default", "original")
+
+
+# ------------------------------------------------------------------ preprocessing
+
+
+def to_uint8_original(image: np.ndarray) -> np.ndarray:
+    """8-bit conversion of the published wrappers (spec L1/Z1, quirk Q4).
+
+    ``v = (img - min) / (max - min) * 255`` evaluated in the image's own dtype, then
+    truncated toward zero: the original's int8 wrap-around read back as an unsigned
+    byte is exactly ``uint8(trunc(v))``.
+    """
+    image = np.asarray(image)
+    lo, hi = image.min(), image.max()
+    if not np.isfinite(lo) or not np.isfinite(hi):
+        raise ValueError("image contains NaN or infinite pixels")
+    if hi == lo:
+        raise ValueError("image is constant: nothing to locate")
+    v = (image - lo) / (hi - lo) * 255
+    return np.trunc(v).astype(np.uint8)
+
+
+def resize_uint8_original(img8: np.ndarray, factor: float) -> np.ndarray:
+    """The wrappers' ``change_size`` rescale (spec L2): PIL to (int(W·f), int(H·f)),
+    bicubic when enlarging, bilinear when shrinking; identity for f = 1."""
+    if factor == 1:
+        return img8
+    if not factor > 0:
+        raise ValueError(f"rescale factor must be > 0, not {factor}")
+    from PIL import Image
+
+    h, w = img8.shape
+    size = (int(w * factor), int(h * factor))
+    if min(size) < 1:
+        raise ValueError(f"rescale factor {factor} makes the {h}x{w} image empty")
+    resample = Image.BICUBIC if factor > 1 else Image.BILINEAR
+    return np.asarray(Image.fromarray(img8, mode="L").resize(size, resample))
+
+
+def resize_float(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a float map to ``shape`` (rows, cols), pixel-centre aligned."""
+    if image.shape == tuple(shape):
+        return image.astype(np.float32, copy=False)
+    from scipy.ndimage import map_coordinates
+
+    rows = (np.arange(shape[0]) + 0.5) * image.shape[0] / shape[0] - 0.5
+    cols = (np.arange(shape[1]) + 0.5) * image.shape[1] / shape[1] - 0.5
+    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    return map_coordinates(image.astype(np.float32), [rr, cc], order=1, mode="nearest").astype(np.float32)
+
+
+def rescaled_to_original_rc(positions_rc: np.ndarray, scaled_shape, original_shape) -> np.ndarray:
+    """Map (row, col) pixel centres of a resized image back to the original frame."""
+    positions_rc = np.asarray(positions_rc, dtype=np.float64).reshape(-1, 2)
+    sr = original_shape[0] / scaled_shape[0]
+    sc = original_shape[1] / scaled_shape[1]
+    return np.column_stack([(positions_rc[:, 0] + 0.5) * sr - 0.5, (positions_rc[:, 1] + 0.5) * sc - 0.5])
+
+
+def check_image(image: Any, min_side: int = 8) -> np.ndarray:
+    """Validated 2-D finite image (float32); raises ValueError with a clear message."""
+    image = as_image_2d(image, name="image", nan_policy="raise")
+    if min(image.shape) < min_side:
+        raise ValueError(f"image of {image.shape[0]}x{image.shape[1]} px is too small (need >= {min_side} px)")
+    return image
+
+
+# ------------------------------------------------------------------ device / speed
+
+
+def resolve_device(device: str | None = "auto"):
+    """``auto`` -> CUDA if available, else MPS, else CPU; other values are checked."""
+    import torch
+
+    name = (device or "auto").lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available (use --device auto or cpu)")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps' requested but MPS is not available (use --device auto or cpu)")
+    return dev
+
+
+def autocast_context(device, bf16: bool):
+    """bf16 autocast on CPU/CUDA when asked, else a no-op."""
+    import torch
+
+    if not bf16:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+# ------------------------------------------------------------------ tiling
+
+
+def tile_starts(length: int, tile: int, margin: int, stride: int) -> list[int]:
+    """Start offsets (multiples of ``stride``) of overlapping tiles covering ``length``.
+
+    Consecutive tiles overlap by at least ``2 * margin`` so each keeps a centre whose
+    distance from its own tile edges is >= ``margin`` (except at the image border).
+    """
+    if length <= tile:
+        return [0]
+    step = tile - 2 * margin - stride
+    if step < stride:
+        raise ValueError(f"tile size {tile} too small for an overlap margin of {margin} px")
+    n = math.ceil((length - tile) / step) + 1
+    starts = [int(round(s)) // stride * stride for s in np.linspace(0, length - tile, n)]
+    starts[-1] = length - tile
+    return sorted(set(starts))
+
+
+def _keep_bounds(starts: list[int], tile: int, length: int) -> list[tuple[int, int]]:
+    """Kept [lo, hi) of each tile: up to the middle of each overlap."""
+    bounds = []
+    for i, s in enumerate(starts):
+        lo = 0 if i == 0 else (starts[i - 1] + tile + s) // 2
+        hi = length if i == len(starts) - 1 else (s + tile + starts[i + 1]) // 2
+        bounds.append((lo, hi))
+    return bounds
+
+
+def tiled_forward(
+    forward: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    tile: int,
+    margin: int,
+    stride: int,
+    *,
+    progress: ProgressCallback | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> np.ndarray:
+    """Run ``forward`` ((h, w) float32 -> (C, h, w) float32) over overlapping tiles of ``x``.
+
+    ``x`` (H, W) must have sides that are multiples of ``stride`` (or be smaller than
+    ``tile``). Returns (C, H, W). Only one tile's activations live at a time.
+    """
+    h, w = x.shape
+    rows = tile_starts(h, tile, margin, stride)
+    cols = tile_starts(w, tile, margin, stride)
+    th, tw = min(tile, h), min(tile, w)
+    rb, cb = _keep_bounds(rows, th, h), _keep_bounds(cols, tw, w)
+    total = len(rows) * len(cols)
+    out = None
+    done = 0
+    for r0, (rlo, rhi) in zip(rows, rb):
+        for c0, (clo, chi) in zip(cols, cb):
+            if cancelled is not None and cancelled():
+                raise Cancelled("cancelled")
+            y = forward(x[r0 : r0 + th, c0 : c0 + tw])
+            if out is None:
+                out = np.empty((y.shape[0], h, w), dtype=np.float32)
+            out[:, rlo:rhi, clo:chi] = y[:, rlo - r0 : rhi - r0, clo - c0 : chi - c0]
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    return out
+
+
+# ------------------------------------------------------------------ locator base
+
+
+class LocatorBase:
+    """State and helpers shared by the family locators (see ``atomnet``/``atomsegnet``)."""
+
+    #: option names a family accepts (besides the common ones)
+    family_options: tuple[str, ...] = ()
+    common_options = ("rescale", "tile_size", "overlap_px", "refine", "bf16", "channels_last", "threads")
+
+    def __init__(self, spec, net, provenance: dict, *, device="auto", fidelity="default", **options):
+        import torch
+
+        if fidelity not in FIDELITIES:
+            raise ValueError(f"fidelity must be one of {FIDELITIES}, not {fidelity!r}")
+        unknown = set(options) - set(self.common_options) - set(self.family_options)
+        if unknown:
+            raise ValueError(f"unknown option(s) for {spec.name}: {', '.join(sorted(unknown))}")
+        self.spec = spec
+        self.name = spec.name
+        self.fidelity = fidelity
+        self.device = resolve_device(device)
+        self.provenance = dict(provenance)
+        self.rescale = float(options.get("rescale", 1.0) or 1.0)
+        self.refine = bool(options.get("refine", False))
+        self.bf16 = bool(options.get("bf16", False))
+        self.channels_last = bool(options.get("channels_last", False))
+        threads = options.get("threads")
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.options = options
+        self.net = net.to(self.device)
+        if self.channels_last and fidelity == "default":
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.last_timings: dict[str, float] = {}
+
+    # -- network call
+    def _run_net(self, x: np.ndarray, *, grad_mode_original: bool = False) -> np.ndarray:
+        """(h, w) float32 -> (C, h, w) float32 network output."""
+        import torch
+
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None].to(self.device)
+        if self.fidelity == "default" and self.channels_last:
+            t = t.contiguous(memory_format=torch.channels_last)
+        mode = torch.no_grad() if self.fidelity == "original" else torch.inference_mode()
+        with mode, autocast_context(self.device, self.bf16 and self.fidelity == "default"):
+            y = self.net(t)
+        return y[0].float().cpu().numpy()
+
+    def _metadata(self, **extra) -> dict:
+        meta = {
+            "model": self.name,
+            "family": self.spec.family,
+            "architecture": self.spec.architecture,
+            "fidelity": self.fidelity,
+            "device": str(self.device),
+            "rescale": self.rescale,
+            "bf16": self.bf16,
+            **self.provenance,
+        }
+        meta.update(extra)
+        return meta
+
+    def _maybe_refine(self, image: np.ndarray, positions_rc: np.ndarray, meta: dict) -> np.ndarray:
+        if not self.refine or self.fidelity == "original" or len(positions_rc) == 0:
+            meta["refined"] = False
+            return positions_rc
+        try:
+            from ..core.refine import refine_gaussian
+        except ImportError:
+            msg = "refine positions: napari_atombench.core.refine is not available; positions not refined"
+            warnings.warn(msg, stacklevel=3)
+            meta["refined"] = False
+            meta["refine_notice"] = msg
+            return positions_rc
+        result = refine_gaussian(image, positions_rc)
+        refined = getattr(result, "positions_rc", result)
+        if isinstance(refined, tuple):
+            refined = refined[0]
+        meta["refined"] = True
+        return np.asarray(refined, dtype=np.float64).reshape(-1, 2)
+
+    @staticmethod
+    def _timed(meta: dict, key: str, t0: float) -> float:
+        now = time.perf_counter()
+        meta.setdefault("timings_s", {})[key] = round(now - t0, 4)
+        return now
+
+    def predict_map(self, image, *, progress=None, cancelled=None) -> np.ndarray:
+        return self._predict(check_image(image), progress, cancelled)[0]
+
+    def locate(self, image, pixel_size_A=None, *, progress=None, cancelled=None) -> LocateResult:
+        image = check_image(image)
+        prob, positions_rc, meta = self._locate(image, progress, cancelled)
+        positions_rc = self._maybe_refine(image, positions_rc, meta)
+        meta["pixel_size_A"] = pixel_size_A
+        meta["n_positions"] = int(len(positions_rc))
+        return LocateResult(positions_rc=positions_rc, probability_map=prob, metadata=meta)
