@@ -135,7 +135,7 @@ def test_shipped_weights_load_safely_and_find_columns(name):
     assert path.is_file(), f"missing shipped weights {path}"
     state = torch.load(path, map_location="cpu", weights_only=True)
     assert isinstance(state, dict) and state
-    s = sim.simulate("srtio3_100", shape=(160, 160), pixel_size_pm=16, dose_e_per_A2=2e4, background=0.2,
+    s = sim.simulate("srtio3_100", shape=(160, 160), pixel_size_pm=16, dose_e_per_A2=2e4, background=0.2, species=("Sr", "TiO"),
                      rotation_deg=9.0, seed=9001)
     locator = ours.get_locator(name, device="cpu")
     result = locator.locate(s.image, s.pixel_size_A)
