@@ -219,13 +219,18 @@ class SamplingAwareLocator:
 
 
 def heatmap_peaks(prob: np.ndarray, threshold: float = 0.3, min_distance_px: int = 2) -> np.ndarray:
-    """Local maxima of a heatmap above ``threshold``, refined by a probability-weighted
-    centroid in a (2·min_distance_px + 1)² window. Returns (N, 2) (row, col)."""
+    """Local maxima of a heatmap above ``threshold`` (not on the outermost pixels),
+    refined by a probability-weighted centroid in a (2·min_distance_px + 1)² window.
+    Returns (N, 2) (row, col)."""
     from scipy.ndimage import maximum_filter
 
     prob = np.asarray(prob, dtype=np.float32)
     size = 2 * int(min_distance_px) + 1
     peaks = (prob == maximum_filter(prob, size=size, mode="constant", cval=-np.inf)) & (prob > threshold)
+    # a maximum on the outermost pixels is a column cut by the border (its centre
+    # is outside, or within half a pixel of the edge): not a located column
+    peaks[[0, -1], :] = False
+    peaks[:, [0, -1]] = False
     r, c = np.nonzero(peaks)
     if len(r) == 0:
         return np.zeros((0, 2))
