@@ -123,23 +123,17 @@ def write_markdown(result: dict, path: Path, cards: dict) -> None:
                           ("simulated", "Held-out simulated images (256², fixed recipes)")):
         sub = df[df.set == subset]
         images = list(dict.fromkeys(sub.image))
-        lines += ["", f"## {title}", "", "F1 / RMSE Å / pass per image:", "",
-                  "| image | " + " | ".join(dict.fromkeys(sub.model)) + " |",
-                  "|---|" + "---|" * len(dict.fromkeys(sub.model))]
-        for image in images:
-            cells = []
-            for model in dict.fromkeys(sub.model):
-                r = sub[(sub.image == image) & (sub.model == model)].iloc[0]
-                cells.append(f"{_fmt(r.f1)} / {_fmt(r.rmse_A, 3)} / {'✓' if r.passes else '✗'}")
-            lines.append(f"| {image} | " + " | ".join(cells) + " |")
-        lines += ["", "Recall / precision:", "", "| image | " + " | ".join(dict.fromkeys(sub.model)) + " |",
-                  "|---|" + "---|" * len(dict.fromkeys(sub.model))]
-        for image in images:
-            cells = []
-            for model in dict.fromkeys(sub.model):
-                r = sub[(sub.image == image) & (sub.model == model)].iloc[0]
-                cells.append(f"{_fmt(r.recall)} / {_fmt(r.precision)}")
-            lines.append(f"| {image} | " + " | ".join(cells) + " |")
+        models = list(dict.fromkeys(sub.model))
+        lines += ["", f"## {title}"]
+        for caption, cell in (
+            ("F1 / RMSE Å / pass", lambda r: f"{_fmt(r.f1)} / {_fmt(r.rmse_A)} / {'✓' if r.passes else '✗'}"),
+            ("recall / precision", lambda r: f"{_fmt(r.recall)} / {_fmt(r.precision)}"),
+        ):
+            lines += ["", f"{caption} per image:", "", "| image | " + " | ".join(models) + " |",
+                      "|---|" + "---|" * len(models)]
+            for image in images:
+                rows_ = [sub[(sub.image == image) & (sub.model == m)].iloc[0] for m in models]
+                lines.append(f"| {image} | " + " | ".join(cell(r) for r in rows_) + " |")
     if cards:
         lines += ["", "## Training cost of the shipped models", "",
                   "| model | architecture | steps | train wall time (CPU, shared) | weights |", "|---|---|---|---|---|"]

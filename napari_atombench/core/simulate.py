@@ -385,10 +385,14 @@ def render_columns(
         gr = np.exp(-inv2s2 * (rr - r[:, None]) ** 2)
         gc = np.exp(-inv2s2 * (cc - c[:, None]) ** 2)
         window = gr[:, :, None] * gc[:, None, :]
-    inside = ((rr >= 0) & (rr < rows))[:, :, None] & ((cc >= 0) & (cc < cols))[:, None, :]
-    flat = rr[:, :, None] * cols + cc[:, None, :]
+    # accumulate on a canvas padded so that every window fits, then crop
+    lo_r, hi_r = min(int(rr.min()), 0), max(int(rr.max()) + 1, rows)
+    lo_c, hi_c = min(int(cc.min()), 0), max(int(cc.max()) + 1, cols)
+    width = hi_c - lo_c
+    flat = ((rr - lo_r) * width)[:, :, None] + (cc - lo_c)[:, None, :]
     values = window * np.asarray(amplitudes, dtype=float)[:, None, None]
-    image += np.bincount(flat[inside], weights=values[inside], minlength=rows * cols).reshape(shape)
+    canvas = np.bincount(flat.ravel(), weights=values.ravel(), minlength=(hi_r - lo_r) * width)
+    image += canvas.reshape(hi_r - lo_r, width)[-lo_r : -lo_r + rows, -lo_c : -lo_c + cols]
     if not return_centroids:
         return image.astype(np.float32)
     if distorted:
@@ -495,7 +499,8 @@ def _columns(
         if species is not None:
             keep = np.isin(names, list(species))
             pos, names = pos[keep], names[keep]
-        weights = np.array([xtal.column_weight(n, z_exponent) for n in names], dtype=float)
+        per_species = {n: xtal.column_weight(n, z_exponent) for n in set(names.tolist())}
+        weights = np.array([per_species[n] for n in names.tolist()], dtype=float)
         return pos, names, weights
 
     if crystal is not None:
@@ -708,9 +713,12 @@ def simulate(
     signal, apparent = render_columns(shape, positions, relative, sigma_px, dx=dx, dy=dy, return_centroids=True)
     rows, cols = shape
     angle = rng.uniform(0, 360) if gradient_angle_deg is None else gradient_angle_deg
-    rr, cc = np.mgrid[0:rows, 0:cols]
-    t = np.deg2rad(angle)
-    ramp = (np.cos(t) * (cc - (cols - 1) / 2) / max(cols - 1, 1) + np.sin(t) * (rr - (rows - 1) / 2) / max(rows - 1, 1))
+    ramp = 0.0
+    if background_gradient:
+        t = np.deg2rad(angle)
+        ramp = (np.cos(t) * (np.arange(cols) - (cols - 1) / 2) / max(cols - 1, 1))[None, :] + (
+            np.sin(t) * (np.arange(rows) - (rows - 1) / 2) / max(rows - 1, 1)
+        )[:, None]
     level = background * (1.0 + background_gradient * ramp)
     signal = contrast * signal.astype(np.float64)
     if amorphous > 0:
