@@ -354,8 +354,19 @@ def render_columns(
         dx = np.zeros(shape)
     if dy is None:
         dy = np.zeros(rows)
-    spread = float(np.max(np.abs(dx))) + float(np.max(np.abs(dy))) if distorted else 0.0
-    half = int(np.ceil(5.0 * sigma_px + spread))
+    base_half = int(np.ceil(5.0 * sigma_px))
+    spread = 0.0
+    if distorted:
+        # the window is centred on the distorted position, so it only has to cover
+        # how much the offsets vary within it (bounded by their full range)
+        full_range = float(np.ptp(dx)) + float(np.ptp(dy))
+        local = base_half * (
+            float(np.max(np.abs(np.diff(dy)), initial=0.0))
+            + float(np.max(np.abs(np.diff(dx, axis=0)), initial=0.0))
+            + float(np.max(np.abs(np.diff(dx, axis=1)), initial=0.0))
+        )
+        spread = min(full_range, local) + 1.0
+    half = int(np.ceil(base_half + spread))
     offsets = np.arange(-half, half + 1)
     inv2s2 = 0.5 / sigma_px**2
     n = len(positions_rc)
