@@ -372,7 +372,7 @@ def _register_published_family_models() -> None:
                 architecture=info["architecture"],
                 weights=PackagedWeights(info["filename"], sha256=card.get("sha256")),
                 arch_kwargs=card.get("arch_kwargs", {}),
-                options={"threshold": 0.5, "edge_px": 0} if info["family"] == "atomnet" else {},
+                options={"threshold": 0.5, "edge_px": 0.5} if info["family"] == "atomnet" else {"edge_px": 0.5},
                 trained_pixel_size_A=card.get("trained_pixel_size_A"),
                 description=info["description"],
             )
