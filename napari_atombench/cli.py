@@ -174,7 +174,7 @@ def _run_train(args) -> int:
     )
     summary = train(config, args.out, resume=args.resume, log=lambda m: print(m, flush=True))
     if args.export_weights is not None:
-        export_weights(args.out, args.export_weights, card={"command": "atombench " + " ".join(sys.argv[2:])})
+        export_weights(args.out, args.export_weights, card={"command": "atombench " + " ".join(sys.argv[1:])})
     print(f"checkpoint {summary['checkpoint']} at step {summary['step']} ({summary['wall_s']:.0f} s)")
     return 0
 
