@@ -72,12 +72,26 @@ def _score(locator, image, truth, pixel_size_A):
                 n_pred=s.n_pred, n_truth=s.n_truth, seconds=round(seconds, 2))
 
 
-def evaluate(models: list[str], shared: Path) -> dict:
+def _weights_sha(model: str, shared: Path) -> str:
+    from napari_atombench.models import ours
+    from napari_atombench.models.registry import sha256_of
+
+    path = shared / "weights" / "cubic-best_weights.pt" if model == "atomnet-cubic" else ours.weights_path(model)
+    return sha256_of(path)[:16]
+
+
+def evaluate(models: list[str], shared: Path, cache: Path | None = None) -> dict:
     exp_dir = shared / "data" / "experimental"
     cases = pd.read_csv(exp_dir / "cases.csv")
     held = [(name, simulate(shape=(256, 256), seed=HELD_OUT_SEED0 + k, **kw)) for k, (name, kw) in enumerate(HELD_OUT.items())]
     rows = []
     for model in models:
+        cached = cache / f"{model}-{_weights_sha(model, shared)}.json" if cache is not None else None
+        if cached is not None and cached.is_file():
+            rows.extend(json.loads(cached.read_text()))
+            print(f"{model}: scores reused from {cached}")
+            continue
+        first = len(rows)
         locator, label = _locator(model, shared)
         for case in cases.itertuples():
             image = np.load(exp_dir / case.image).astype(np.float32)
@@ -90,6 +104,9 @@ def evaluate(models: list[str], shared: Path) -> dict:
             r = _score(locator, s.image, s.positions_rc, s.pixel_size_A)
             rows.append(dict(model=label, set="simulated", image=name, **r))
             print(f"{label:32s} {name:34s} F1 {r['f1']:.3f} pass {r['passes']}", flush=True)
+        if cached is not None:
+            cache.mkdir(parents=True, exist_ok=True)
+            cached.write_text(json.dumps(rows[first:], default=float))
     return {"rows": rows}
 
 
@@ -195,13 +212,14 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=["atombench", "atomnet-sim", "atomsegnet-sim", "atomnet-cubic"])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "models-scores.md")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--cache", type=Path, help="reuse per-model scores saved here (keyed by weights SHA-256)")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     from napari_atombench.models import ours
 
-    result = evaluate(args.models, args.shared)
+    result = evaluate(args.models, args.shared, args.cache)
     cards = {}
     for name in ours.OUR_MODELS:
         card = ours._card(ours.OUR_MODELS[name]["filename"])
