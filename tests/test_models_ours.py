@@ -153,3 +153,29 @@ def test_default_model_is_ours():
     from napari_atombench.models.registry import REGISTRY
 
     assert {"atomnet-sim", "atomsegnet-sim"} <= set(REGISTRY)
+
+
+def test_locate_handles_blank_and_bad_images():
+    locator = ours.get_locator("atombench", device="cpu")
+    result = locator.locate(np.zeros((48, 48), np.float32), 0.2)
+    assert result.positions_rc.shape == (0, 2)
+    bad = np.ones((32, 32), np.float32)
+    bad[3, 3] = np.nan
+    with pytest.raises(ValueError):
+        locator.locate(bad, 0.2)
+    with pytest.raises(ValueError, match="too large"):
+        locator.locate(np.ones((64, 64), np.float32), 100.0)
+
+
+def test_cli_locate_writes_positions(tmp_path):
+    from napari_atombench.cli import main
+    from napari_atombench.core.io import read_positions
+
+    image, labels, out = tmp_path / "s.tif", tmp_path / "s.csv", tmp_path / "found.csv"
+    assert main(["simulate", "ws2", "--out-image", str(image), "--out-labels", str(labels), "--size", "96",
+                 "--pixel-size-pm", "12", "--dose-e-per-A2", "2e4", "--seed", "3"]) == 0
+    assert main(["locate", str(image), "--out", str(out), "--device", "cpu"]) == 0
+    found, truth = read_positions(out), read_positions(labels)
+    score = score_positions(found.positions_rc, truth.positions_rc, pixel_size_A=0.12, max_distance_A=0.5)
+    assert score.f1 > 0.9
+    assert main(["locate", str(image), "--model", "no-such-model"]) == 2
