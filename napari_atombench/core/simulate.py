@@ -723,9 +723,9 @@ def simulate(
     )
     signal, apparent = render_columns(shape, positions, relative, sigma_px, dx=dx, dy=dy, return_centroids=True)
     rows, cols = shape
-    angle = rng.uniform(0, 360) if gradient_angle_deg is None else gradient_angle_deg
     ramp = 0.0
     if background_gradient:
+        angle = rng.uniform(0, 360) if gradient_angle_deg is None else gradient_angle_deg
         t = np.deg2rad(angle)
         ramp = (np.cos(t) * (np.arange(cols) - (cols - 1) / 2) / max(cols - 1, 1))[None, :] + (
             np.sin(t) * (np.arange(rows) - (rows - 1) / 2) / max(rows - 1, 1)
