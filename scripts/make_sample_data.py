@@ -1,43 +1,37 @@
 """Regenerate the bundled sample data in napari_atombench/sample_data/.
 
 Run: python scripts/make_sample_data.py
+
+Each recipe is exactly an ``atombench simulate`` command line, e.g.::
+
+    atombench simulate srtio3_100 --out-image srtio3_100.tif --out-labels srtio3_100_labels.csv \
+        --pixel-size-pm 15 --resolution-pm 80 --dose-e-per-A2 8889 --background 0.05 \
+        --species Sr TiO --seed 100 --uint16
 """
 
 from __future__ import annotations
 
-import json
+from napari_atombench.cli import main
+from napari_atombench.sample_data import sample_paths
 
-import tifffile
-
-from napari_atombench.core.io import write_positions
-from napari_atombench.core.simulate import SRTIO3_100, WS2_MONOLAYER, simulate_crystal
-from napari_atombench.sample_data import SAMPLE_DIR, sample_paths
-
+#: 200 counts at the brightest column peak over a background of 10 counts, 0.15 Å/px,
+#: 0.8 Å probe. HAADF: pure O columns are ~7 % of Sr (Z^1.7) and vanish in the noise,
+#: so only cation columns are rendered and labelled.
+COMMON = ["--pixel-size-pm", "15", "--resolution-pm", "80", "--dose-e-per-A2", "8888.889",
+          "--background", "0.05", "--uint16", "--size", "256"]
 RECIPES = {
-    # HAADF: pure O columns are ~7 % of Sr (Z^1.7) and vanish in the noise, so only
-    # cation columns are rendered and labelled.
-    "srtio3": dict(crystal=SRTIO3_100, species=("Sr", "TiO"), rotation_deg=0.0, seed=100),
-    "ws2": dict(crystal=WS2_MONOLAYER, species=None, rotation_deg=8.0, seed=200),
+    "srtio3": ["srtio3_100", "--species", "Sr", "TiO", "--seed", "100"],
+    "ws2": ["ws2", "--rotation-deg", "8", "--seed", "200"],
 }
 
 
-def main() -> None:
+def main_() -> None:
     for name, recipe in RECIPES.items():
-        recipe = dict(recipe)
-        crystal = recipe.pop("crystal")
-        sim = simulate_crystal(crystal, shape=(256, 256), pixel_size_A=0.15, resolution_A=0.8, **recipe)
         image_path, labels_path = sample_paths(name)
-        pixels_per_nm = 10.0 / sim.pixel_size_A
-        tifffile.imwrite(
-            image_path,
-            sim.image.astype('uint16'),  # Poisson counts: integers
-            imagej=True,
-            resolution=(pixels_per_nm, pixels_per_nm),
-            metadata={"unit": "nm", "atombench": json.dumps(sim.parameters)},
-        )
-        write_positions(labels_path, sim.positions_rc, sim.pixel_size_A, {"species": sim.species})
-        print(f"{image_path.name}: {sim.image.shape}, {len(sim.positions_rc)} columns")
+        argv = ["simulate", *recipe, "--out-image", str(image_path), "--out-labels", str(labels_path), *COMMON]
+        if main(argv) != 0:
+            raise SystemExit(f"simulating {name} failed")
 
 
 if __name__ == "__main__":
-    main()
+    main_()

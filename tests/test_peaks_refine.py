@@ -75,7 +75,11 @@ def test_seeds_recall_on_sample_data(name):
     image, truth = _sample(name)
     seeds = find_seeds(image)
     assert _matched_fraction(seeds, truth, 2.0) >= 0.98  # recall
-    assert _matched_fraction(truth, seeds, 2.0) >= 0.98  # precision
+    # Precision over seeds at least 1.5 px inside: the sample renders columns centred just
+    # outside the frame too, real peaks that no label (centres inside only) can describe.
+    rows, cols = image.shape
+    inside = (seeds >= 1.5).all(axis=1) & (seeds[:, 0] <= rows - 2.5) & (seeds[:, 1] <= cols - 2.5)
+    assert _matched_fraction(truth, seeds[inside], 2.0) >= 0.98  # precision
 
 
 def test_seeds_dark_columns():
@@ -138,7 +142,7 @@ def perturbed():
     truth = sim.positions_rc[(sim.positions_rc.min(axis=1) > 10) & (sim.positions_rc.max(axis=1) < 309)]
     rng = np.random.default_rng(5)
     start = truth + rng.normal(0.0, 1.5 / np.sqrt(2.0), truth.shape)  # 1.5 px radial RMS
-    sigma_px = sim.parameters["resolution_A"] / 2.3548 / sim.pixel_size_A
+    sigma_px = sim.parameters["resolution_pm"] / 100.0 / 2.3548 / sim.pixel_size_A
     return sim.image, truth, start, sigma_px
 
 

@@ -13,7 +13,8 @@ def add_locate(subparsers) -> None:
         description="Run an atom-locating model and write x_px,y_px (the image's own frame) to CSV.",
     )
     parser.add_argument("image", type=Path)
-    parser.add_argument("--model", required=True, help="registry name (see `atombench models`)")
+    parser.add_argument("--model", default="atombench", help="registry name (see `atombench models`; default: atombench, ours)")
+    parser.add_argument("--pixel-size-A", dest="pixel_size_A", type=float, help="override the file's pixel size (Å/px)")
     parser.add_argument("--weights", type=Path, help="checkpoint file of the same architecture")
     parser.add_argument("--fidelity", choices=("default", "original"), default="default")
     parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
@@ -22,7 +23,7 @@ def add_locate(subparsers) -> None:
     parser.add_argument("--threshold", type=float, help="probability threshold (AtomNet models)")
     parser.add_argument("--refine", action="store_true", help="refine positions by Gaussian fits")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (default pipeline)")
-    parser.add_argument("--out", type=Path, required=True, help="positions CSV to write")
+    parser.add_argument("--out", type=Path, help="positions CSV to write (default: IMAGE_<model>.csv)")
     parser.add_argument("--map-out", type=Path, help="write the probability map as .npy")
     parser.set_defaults(func=run_locate)
 
@@ -34,6 +35,8 @@ def run_locate(args: argparse.Namespace) -> int:
     from .registry import get_locator
 
     image, pixel_size_A, _ = read_image(args.image)
+    pixel_size_A = args.pixel_size_A or pixel_size_A
+    out = args.out or args.image.with_name(f"{args.image.stem}_{args.model}.csv")
     options = {"rescale": args.rescale, "refine": args.refine, "bf16": args.bf16}
     if args.tile_size:
         options["tile_size"] = args.tile_size
@@ -41,7 +44,7 @@ def run_locate(args: argparse.Namespace) -> int:
         options["threshold"] = args.threshold
     locator = get_locator(args.model, weights=args.weights, device=args.device, fidelity=args.fidelity, **options)
     result = locator.locate(image, pixel_size_A)
-    write_positions(args.out, result.positions_rc, pixel_size_A=pixel_size_A)
+    write_positions(out, result.positions_rc, pixel_size_A=pixel_size_A)
     if args.map_out is not None and result.probability_map is not None:
         import io
 
@@ -49,7 +52,7 @@ def run_locate(args: argparse.Namespace) -> int:
         np.save(buf, result.probability_map)
         atomic_write_bytes(args.map_out, buf.getvalue())
     frame = result.metadata.get("frame", "image")
-    print(f"{len(result.positions_rc)} positions ({args.model}, {args.fidelity}, frame: {frame}) -> {args.out}")
+    print(f"{len(result.positions_rc)} positions ({args.model}, {args.fidelity}, frame: {frame}) -> {out}")
     return 0
 
 

@@ -46,7 +46,7 @@ def _architectures() -> dict[str, Callable[..., Any]]:
 
 #: architecture name -> builder(**arch_kwargs) -> torch.nn.Module
 ARCHITECTURES: dict[str, Callable[..., Any]] = {}
-FAMILIES = ("atomnet", "atomsegnet")
+FAMILIES = ("atomnet", "atomsegnet", "atombench")  # atombench: our own (models.ours)
 
 
 def build_architecture(architecture: str, **arch_kwargs):
@@ -327,6 +327,13 @@ def get_locator(
         Pipeline options overriding the spec's (``threshold``, ``tile_size``,
         ``rescale``, ``refine``, ``bf16``, ...).
     """
+    # Our shipped models go through models.ours, which wraps them in the
+    # sampling-aware locator and calls back here with _plain=True for the network.
+    if not isinstance(name, ModelSpec) and not options.pop("_plain", False):
+        from . import ours
+
+        if name in ours.OUR_MODELS:
+            return ours.get_locator(name, weights, device, **options)
     spec = name if isinstance(name, ModelSpec) else get_spec(name)
     net, provenance = load_network(spec, weights, download=download)
     merged = {**spec.options, **options}
@@ -413,3 +420,7 @@ register(
         description="AtomSegNet NestedUNet, 'superresolution' weights (Lin, Ge & Xin)",
     )
 )
+
+
+# Register our shipped weights (atombench, atomnet-sim, atomsegnet-sim) beside the published ones.
+from . import ours as _ours  # noqa: E402,F401

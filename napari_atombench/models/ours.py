@@ -1,0 +1,475 @@
+"""Our own models: the ``atombench`` network and weights we trained ourselves.
+
+Registered names (weights shipped in ``napari_atombench/models/weights/``, so
+they work offline):
+
+- ``atombench`` — :class:`AtomBenchUNet`, a compact U-Net predicting a
+  Gaussian heatmap of column centres at a fixed trained sampling; the default
+  model everywhere.
+- ``atomnet-sim`` — AtomNet ``resatomsegnet_s2`` trained on our simulator
+  (binary-disk targets), run by AtomNet's pipeline.
+- ``atomsegnet-sim`` — AtomSegNet ``unet`` trained on our simulator
+  (Gaussian-mask targets), run by AtomSegNet's pipeline.
+
+Every one of them records the sampling it was trained at
+(``trained_pixel_size_A`` and the typical nearest-column separation in
+pixels). :class:`SamplingAwareLocator` rescales an image to that sampling —
+from the pixel size when it is known, else from
+:func:`napari_atombench.core.peaks.estimate_separation` — runs the model and
+maps positions and map back to the input frame.
+
+Use :func:`get_locator` (any registered name; ours are wrapped, the others
+are passed to :func:`napari_atombench.models.registry.get_locator`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .base import Cancelled, LocateResult
+from .registry import PACKAGED_WEIGHTS_DIR, ModelSpec, PackagedWeights, register, sha256_of
+
+#: the model used when none is named (widget, CLI, benchmark)
+DEFAULT_MODEL = "atombench"
+
+
+# ---------------------------------------------------------------------------- network
+
+
+def build_atombench_unet(base_channels: int = 16, depth: int = 3):
+    """Our compact U-Net (see :class:`AtomBenchUNet`)."""
+    return _net_classes()(base_channels=base_channels, depth=depth)
+
+
+@functools.lru_cache(maxsize=1)
+def _net_classes():
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Block(nn.Sequential):
+        def __init__(self, cin: int, cout: int):
+            super().__init__(
+                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+            )
+
+    class AtomBenchUNet(nn.Module):
+        """Compact U-Net: ``depth`` poolings, channels ``base * 2**level``, BN + ReLU,
+        bilinear upsampling and skip concatenation; one output channel of logits
+        (``forward`` returns them; apply a sigmoid for the heatmap).
+
+        Input side lengths must be multiples of ``2**depth``.
+        """
+
+        def __init__(self, base_channels: int = 16, depth: int = 3):
+            super().__init__()
+            self.depth = int(depth)
+            self.downsampling = 2**self.depth
+            chans = [base_channels * 2**k for k in range(self.depth + 1)]
+            self.enc = nn.ModuleList([Block(1, chans[0])] + [Block(chans[k - 1], chans[k]) for k in range(1, self.depth + 1)])
+            self.dec = nn.ModuleList([Block(chans[k + 1] + chans[k], chans[k]) for k in range(self.depth)])
+            self.head = nn.Conv2d(chans[0], 1, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            skips = []
+            for k, block in enumerate(self.enc):
+                x = block(x if k == 0 else F.max_pool2d(x, 2))
+                skips.append(x)
+            x = skips.pop()
+            for k in reversed(range(self.depth)):
+                x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+                x = self.dec[k](torch.cat([skips[k], x], dim=1))
+            return self.head(x)
+
+        def logits(self, x: torch.Tensor) -> torch.Tensor:
+            return self.forward(x)
+
+    return AtomBenchUNet
+
+
+def __getattr__(name: str):  # lazy: importing this module must not import torch
+    if name == "AtomBenchUNet":
+        return _net_classes()
+    raise AttributeError(name)
+
+
+# --------------------------------------------------------------------- image rescaling
+
+
+def resample(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize a float image to ``shape`` (bilinear, antialiased when shrinking).
+
+    Pixel centres map as ``src = (dst + 0.5) * in / out - 0.5`` (see
+    :func:`positions_to_frame`).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    image = np.asarray(image, dtype=np.float32)
+    if tuple(shape) == image.shape:
+        return image.copy()
+    t = torch.from_numpy(np.ascontiguousarray(image))[None, None]
+    shrinking = shape[0] < image.shape[0] or shape[1] < image.shape[1]
+    out = F.interpolate(t, size=tuple(int(s) for s in shape), mode="bilinear", align_corners=False, antialias=shrinking)
+    return out[0, 0].numpy()
+
+
+def positions_to_frame(positions_rc: np.ndarray, from_shape, to_shape) -> np.ndarray:
+    """Map (row, col) positions between two resampled frames of the same field of view."""
+    positions_rc = np.asarray(positions_rc, dtype=np.float64).reshape(-1, 2)
+    ratio = np.array([to_shape[0] / from_shape[0], to_shape[1] / from_shape[1]], dtype=np.float64)
+    return (positions_rc + 0.5) * ratio - 0.5
+
+
+def _estimate_separation_px(image: np.ndarray) -> float | None:
+    """Nearest column separation from issue #4's ``core.peaks`` (None if unavailable)."""
+    try:
+        from ..core.peaks import estimate_separation
+    except ImportError:  # pragma: no cover - present after the merge
+        return None
+    try:
+        return float(estimate_separation(image))
+    except ValueError:
+        return None
+
+
+class SamplingAwareLocator:
+    """Run a locator at the sampling its weights were trained at.
+
+    Parameters
+    ----------
+    inner : AtomLocator
+        Works on images at the trained sampling.
+    trained_pixel_size_A : float
+        Å per pixel of the training images.
+    trained_separation_px : float
+        Typical nearest-column separation in the training images (pixels),
+        used when the pixel size is unknown.
+    max_side_px : int
+        Refuse to upsample an image beyond this side (memory).
+    """
+
+    def __init__(self, inner, trained_pixel_size_A: float, trained_separation_px: float, *, max_side_px: int = 6000):
+        self.inner = inner
+        self.name = inner.name
+        self.trained_pixel_size_A = float(trained_pixel_size_A)
+        self.trained_separation_px = float(trained_separation_px)
+        self.max_side_px = int(max_side_px)
+
+    def scale_for(self, image: np.ndarray, pixel_size_A: float | None) -> tuple[float, str]:
+        """Zoom factor (output px per input px) and how it was found."""
+        if pixel_size_A is not None and pixel_size_A > 0:
+            return float(pixel_size_A) / self.trained_pixel_size_A, "pixel_size"
+        sep = _estimate_separation_px(image)
+        if sep is None or not np.isfinite(sep) or sep <= 0:
+            return 1.0, "none"
+        return self.trained_separation_px / sep, "estimate_separation"
+
+    def _rescaled(self, image: np.ndarray, pixel_size_A):
+        from ..core.io import as_image_2d
+
+        image = as_image_2d(image, name="image")
+        zoom, how = self.scale_for(image, pixel_size_A)
+        shape = tuple(max(16, int(round(s * zoom))) for s in image.shape)
+        if max(shape) > self.max_side_px:
+            raise ValueError(
+                f"rescaling a {image.shape} image by {zoom:.2f} to the trained sampling would make it "
+                f"{shape}: too large (check the pixel size)"
+            )
+        return image, resample(image, shape), zoom, how
+
+    def predict_map(self, image, *, pixel_size_A=None, progress=None, cancelled=None) -> np.ndarray:
+        image, scaled, _, _ = self._rescaled(image, pixel_size_A)
+        prob = self.inner.predict_map(scaled, progress=progress, cancelled=cancelled)
+        return resample(np.asarray(prob, dtype=np.float32), image.shape)
+
+    def locate(self, image, pixel_size_A=None, *, progress=None, cancelled=None) -> LocateResult:
+        image, scaled, zoom, how = self._rescaled(image, pixel_size_A)
+        result = self.inner.locate(scaled, None, progress=progress, cancelled=cancelled)
+        positions = positions_to_frame(result.positions_rc, scaled.shape, image.shape)
+        rows, cols = image.shape
+        inside = (positions[:, 0] >= -0.5) & (positions[:, 0] <= rows - 0.5) & (positions[:, 1] >= -0.5) & (positions[:, 1] <= cols - 0.5)
+        positions = positions[inside]
+        prob = None
+        if result.probability_map is not None and np.ndim(result.probability_map) == 2:
+            prob = resample(np.asarray(result.probability_map, dtype=np.float32), image.shape)
+        meta = dict(result.metadata)
+        meta.update(
+            sampling_zoom=zoom,
+            sampling_from=how,
+            trained_pixel_size_A=self.trained_pixel_size_A,
+            pixel_size_A=pixel_size_A,
+            n_positions=int(len(positions)),
+        )
+        return LocateResult(positions_rc=positions, probability_map=prob, metadata=meta)
+
+
+# ------------------------------------------------------------------ our network's locator
+
+
+def heatmap_peaks(prob: np.ndarray, threshold: float = 0.3, min_distance_px: int = 2) -> np.ndarray:
+    """Local maxima of a heatmap above ``threshold`` (not on the outermost pixels),
+    refined by a probability-weighted centroid in a (2·min_distance_px + 1)² window.
+    Returns (N, 2) (row, col)."""
+    from scipy.ndimage import maximum_filter
+
+    prob = np.asarray(prob, dtype=np.float32)
+    size = 2 * int(min_distance_px) + 1
+    peaks = (prob == maximum_filter(prob, size=size, mode="constant", cval=-np.inf)) & (prob > threshold)
+    # a maximum on the outermost pixels is a column cut by the border (its centre
+    # is outside, or within half a pixel of the edge): not a located column
+    peaks[[0, -1], :] = False
+    peaks[:, [0, -1]] = False
+    r, c = np.nonzero(peaks)
+    if len(r) == 0:
+        return np.zeros((0, 2))
+    h = int(min_distance_px)
+    padded = np.pad(prob, h, mode="constant")
+    offs = np.arange(-h, h + 1)
+    win = padded[(r + h)[:, None, None] + offs[None, :, None], (c + h)[:, None, None] + offs[None, None, :]]
+    win = np.clip(win - 0.5 * threshold, 0, None)
+    total = np.maximum(win.sum(axis=(1, 2)), 1e-12)
+    dr = (win.sum(axis=2) * offs).sum(1) / total
+    dc = (win.sum(axis=1) * offs).sum(1) / total
+    return np.column_stack([r + dr, c + dc]).astype(np.float64)
+
+
+class AtomBenchLocator:
+    """Inference of :class:`AtomBenchUNet` at its trained sampling (wrap it in
+    :class:`SamplingAwareLocator` for other samplings): per-image standardisation,
+    reflect padding to a multiple of the network's downsampling, tiled forward for
+    large images, sigmoid heatmap, local maxima + weighted centroids."""
+
+    def __init__(self, name: str, net, provenance: dict, *, device: str = "auto", threshold: float = 0.3,
+                 min_distance_px: int = 2, tile_size: int = 512, overlap_px: int = 32):
+        import torch
+
+        from ._pipeline import resolve_device
+
+        self.name = name
+        self.device = resolve_device(device)
+        self.net = net.to(self.device).eval()
+        self.provenance = dict(provenance)
+        self.threshold = float(threshold)
+        self.min_distance_px = int(min_distance_px)
+        self.tile_size = int(tile_size)
+        self.overlap_px = int(overlap_px)
+        self._torch = torch
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        d = self.net.downsampling
+        h, w = x.shape
+        ph, pw = (-h) % d, (-w) % d
+        mode = "reflect" if min(h, w) > max(ph, pw) else "edge"
+        xp = np.pad(x, ((0, ph), (0, pw)), mode=mode)
+        with torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(xp, dtype=np.float32))[None, None].to(self.device)
+            y = torch.sigmoid(self.net(t))[0, 0].float().cpu().numpy()
+        return y[:h, :w]
+
+    def predict_map(self, image, *, progress=None, cancelled=None) -> np.ndarray:
+        from ..core.io import as_image_2d
+
+        image = as_image_2d(image, name="image").astype(np.float32)
+        x = (image - image.mean()) / max(float(image.std()), 1e-6)
+        h, w = x.shape
+        tile, ov = self.tile_size, self.overlap_px
+        if h <= tile + 2 * ov and w <= tile + 2 * ov:
+            if cancelled is not None and cancelled():
+                raise Cancelled("cancelled")
+            out = self._forward(x)
+            if progress is not None:
+                progress(1, 1)
+            return out
+        out = np.zeros_like(x)
+        starts_r = list(range(0, max(h - ov, 1), tile))
+        starts_c = list(range(0, max(w - ov, 1), tile))
+        total, done = len(starts_r) * len(starts_c), 0
+        for r0 in starts_r:
+            for c0 in starts_c:
+                if cancelled is not None and cancelled():
+                    raise Cancelled("cancelled")
+                a, b = max(r0 - ov, 0), min(r0 + tile + ov, h)
+                c, d = max(c0 - ov, 0), min(c0 + tile + ov, w)
+                y = self._forward(x[a:b, c:d])
+                re, ce = min(r0 + tile, h), min(c0 + tile, w)
+                out[r0:re, c0:ce] = y[r0 - a : re - a, c0 - c : ce - c]
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+        return out
+
+    def locate(self, image, pixel_size_A=None, *, progress=None, cancelled=None) -> LocateResult:
+        t0 = time.perf_counter()
+        prob = self.predict_map(image, progress=progress, cancelled=cancelled)
+        positions = heatmap_peaks(prob, self.threshold, self.min_distance_px)
+        meta = {
+            "model": self.name,
+            "family": "atombench",
+            "device": str(self.device),
+            "threshold": self.threshold,
+            "timings_s": {"total": round(time.perf_counter() - t0, 4)},
+            **self.provenance,
+        }
+        return LocateResult(positions_rc=positions, probability_map=prob, metadata=meta)
+
+
+# -------------------------------------------------------------------- registration
+
+
+def _card(filename: str) -> dict[str, Any]:
+    """The training record saved next to a weights file (``<stem>.json``)."""
+    path = PACKAGED_WEIGHTS_DIR / (Path(filename).stem + ".json")
+    if path.is_file():
+        return json.loads(path.read_text())
+    return {}
+
+
+#: name -> (filename, family, architecture, arch_kwargs, description)
+OUR_MODELS: dict[str, dict[str, Any]] = {
+    "atombench": dict(
+        filename="atombench.pt",
+        family="atombench",
+        architecture="atombench_unet",
+        description="our compact U-Net (Gaussian heatmap, sampling-aware), trained on our simulator",
+    ),
+    "atomnet-sim": dict(
+        filename="atomnet-sim.pt",
+        family="atomnet",
+        architecture="resatomsegnet_s2",
+        description="AtomNet resatomsegnet_s2 trained on our simulator (binary disks)",
+    ),
+    "atomsegnet-sim": dict(
+        filename="atomsegnet-sim.pt",
+        family="atomsegnet",
+        architecture="unet",
+        description="AtomSegNet UNet trained on our simulator (Gaussian masks)",
+    ),
+}
+
+
+def _register_published_family_models() -> None:
+    for name, info in OUR_MODELS.items():
+        if name in _registered():
+            continue
+        card = _card(info["filename"])
+        register(
+            ModelSpec(
+                name=name,
+                family=info["family"],
+                architecture=info["architecture"],
+                weights=PackagedWeights(info["filename"], sha256=card.get("sha256")),
+                arch_kwargs=card.get("arch_kwargs", {}),
+                options={"threshold": 0.5, "edge_px": 0.5} if info["family"] == "atomnet" else {"edge_px": 0.5},
+                trained_pixel_size_A=card.get("trained_pixel_size_A"),
+                description=info["description"],
+            )
+        )
+
+
+def _registered() -> set[str]:
+    from .registry import REGISTRY
+
+    return set(REGISTRY)
+
+
+_register_published_family_models()
+
+
+def weights_path(name: str) -> Path:
+    return PACKAGED_WEIGHTS_DIR / OUR_MODELS[name]["filename"]
+
+
+def load_atombench_state(path: str | Path) -> tuple[Any, dict]:
+    """Build :class:`AtomBenchUNet` and load a state_dict (fp16 or fp32) strictly."""
+    import torch
+
+    from .registry import load_state_dict
+
+    path = Path(path)
+    card = _card(path.name) if path.parent == PACKAGED_WEIGHTS_DIR else {}
+    state = load_state_dict(path)
+    arch_kwargs = card.get("arch_kwargs") or _infer_unet_kwargs(state)
+    net = build_atombench_unet(**arch_kwargs)
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
+    return net, {"weights_path": str(path), "weights_sha256": sha256_of(path), "arch_kwargs": arch_kwargs, "card": card, "torch": torch.__version__}
+
+
+def _infer_unet_kwargs(state: dict) -> dict:
+    base = int(state["enc.0.0.weight"].shape[0])
+    depth = len({k.split(".")[1] for k in state if k.startswith("enc.")}) - 1
+    return {"base_channels": base, "depth": depth}
+
+
+def get_locator(name: str = DEFAULT_MODEL, weights: str | Path | None = None, device: str = "auto", *,
+                sampling_aware: bool = True, **options):
+    """A locator for any registered model name (ours are sampling-aware).
+
+    Parameters
+    ----------
+    name : str
+        ``atombench`` (default), ``atomnet-sim``, ``atomsegnet-sim`` or any name
+        of :data:`napari_atombench.models.registry.REGISTRY`.
+    weights : path, optional
+        A checkpoint to use instead of the shipped weights (same architecture).
+    device : str
+    sampling_aware : bool
+        Rescale images to the trained sampling (ours only).
+    **options
+        Passed to the underlying locator (e.g. ``threshold``).
+    """
+    from . import registry
+
+    if name not in OUR_MODELS:
+        return registry.get_locator(name, weights, device, **options)
+    info = OUR_MODELS[name]
+    path = Path(weights) if weights is not None else weights_path(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights for model {name!r} not found at {path}")
+    card = _card(info["filename"]) if weights is None else _checkpoint_card(path)
+    if info["family"] == "atombench":
+        net, provenance = load_atombench_state(path)
+        provenance.pop("card", None)
+        import inspect
+
+        # the published families' pipeline options (rescale, bf16, ...) do not apply here
+        accepted = inspect.signature(AtomBenchLocator.__init__).parameters
+        options = {k: v for k, v in options.items() if k in accepted}
+        inner = AtomBenchLocator(name, net, {"weights_source": str(path), **provenance}, device=device, **options)
+    else:
+        inner = registry.get_locator(name, str(path) if weights is not None else None, device, _plain=True, **options)
+    if not sampling_aware:
+        return inner
+    return SamplingAwareLocator(
+        inner,
+        trained_pixel_size_A=float(card.get("trained_pixel_size_A", 0.2)),
+        trained_separation_px=float(card.get("trained_separation_px", 14.0)),
+    )
+
+
+def _checkpoint_card(path: Path) -> dict:
+    """Sampling info stored in a training checkpoint (``atombench train`` output)."""
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file():
+        return json.loads(sidecar.read_text())
+    return {}
+
+
+def locate(image, pixel_size_A: float | None = None, model: str = DEFAULT_MODEL, **kwargs) -> LocateResult:
+    """Convenience: ``get_locator(model).locate(image, pixel_size_A)``."""
+    return get_locator(model, **kwargs).locate(image, pixel_size_A)
+
+
+ProgressCallback = Callable[[int, int], None]

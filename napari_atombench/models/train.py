@@ -1,0 +1,386 @@
+"""Train any registered architecture on simulated images (domain randomisation).
+
+Data: a pool of random scenes from :mod:`napari_atombench.core.simulate`
+(perovskites with random A/B-site atoms so B-site columns range from weak to
+strong, SrTiO3 [110], WS2, graphene, Si [110] dumbbells, random lattices, grain
+boundaries and interfaces, single heavy atoms on an amorphous support), every
+knob drawn at random (sampling ±25 % around the trained pixel size,
+resolution, dose, background and gradient, read noise, drift, flyback error,
+line jitter, defects). The pool is generated once per run (seeded) and
+augmented on the fly (flips, 90° rotations, gamma, extra noise, 8-bit
+quantisation).
+
+Targets follow each family: AtomNet — binary disks; AtomSegNet — Gaussian
+masks; ``atombench`` — a Gaussian heatmap (σ = 1.2 px). Inputs are normalised
+as each family's inference pipeline does (8-bit min–max for the published
+families, mean/std for ours).
+
+Checkpoints (``torch.save`` of plain dicts: state_dict, optimiser state, step,
+config, RNG states) load with ``weights_only=True`` and resume exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..core import simulate as sim
+
+#: Å per pixel of every training image (± the random sampling jitter)
+TRAINED_PIXEL_SIZE_A = 0.2
+
+#: architecture -> (target kind, target size px, input normalisation)
+ARCH_RECIPES: dict[str, dict] = {
+    "atombench_unet": dict(target="gauss", target_px=1.2, norm="standardize"),
+    "resatomsegnet_s2": dict(target="disk", target_px=2.0, norm="minmax8"),
+    "atomsegnet": dict(target="disk", target_px=2.0, norm="minmax8"),
+    "unet": dict(target="gauss", target_px=1.5, norm="minmax8"),
+    "nestedunet": dict(target="gauss", target_px=1.5, norm="minmax8"),
+}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (saved in each checkpoint)."""
+
+    architecture: str
+    steps: int = 1000
+    batch_size: int = 8
+    crop_px: int = 128
+    pool_size: int = 2000
+    lr: float = 2e-3
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    checkpoint_every: int = 100
+    log_every: int = 10
+    max_minutes: float | None = None
+    arch_kwargs: dict = field(default_factory=dict)
+    trained_pixel_size_A: float = TRAINED_PIXEL_SIZE_A
+
+
+# ------------------------------------------------------------------------- scenes
+
+
+def _perovskite(rng: np.random.Generator) -> sim.Crystal:
+    a = rng.uniform(3.85, 4.1)
+    za = int(rng.choice([38, 56, 57, 82, 83, 60, 39]))
+    zb = int(rng.choice([22, 25, 26, 27, 28, 40, 41, 44, 42]))
+    return sim.Crystal(
+        name="perovskite [100]",
+        cell_A=((a, 0.0), (0.0, a)),
+        basis=((0.0, 0.0, "A"), (0.5, 0.5, "BO"), (0.5, 0.0, "O"), (0.0, 0.5, "O")),
+        column_atoms={"A": (za,), "BO": (zb, 8), "O": (8,)},
+    )
+
+
+def random_scene_kwargs(rng: np.random.Generator, crop_px: int, pixel_size_A: float) -> dict:
+    """Random :func:`~napari_atombench.core.simulate.simulate` keyword arguments."""
+    px = pixel_size_A * math.exp(rng.uniform(math.log(0.8), math.log(1.25)))
+    kind = rng.choice(
+        ["perovskite", "srtio3_110", "ws2", "graphene", "si_110", "random", "boundary", "adatoms"],
+        p=[0.24, 0.08, 0.08, 0.05, 0.13, 0.2, 0.1, 0.12],
+    )
+    rotation = rng.uniform(-4, 4) + (rng.choice([0, 90]) if rng.random() < 0.6 else rng.uniform(0, 360))
+    peak_counts = math.exp(rng.uniform(math.log(4), math.log(1500)))
+    kw: dict = dict(
+        shape=(crop_px, crop_px),
+        pixel_size_pm=100 * px,
+        resolution_pm=100 * rng.uniform(0.6, 1.25),
+        contrast=1.0,
+        background=rng.uniform(0.0, 0.6),
+        background_gradient=rng.uniform(0.0, 0.8) if rng.random() < 0.6 else 0.0,
+        dose_e_per_A2=peak_counts / px**2,
+        read_noise=rng.uniform(0, 0.08) * peak_counts if rng.random() < 0.4 else 0.0,
+        random_drift=rng.uniform(0, 1.2) if rng.random() < 0.5 else 0.0,
+        flyback_error=rng.uniform(0, 0.8) if rng.random() < 0.3 else 0.0,
+        line_jitter=rng.uniform(0, 0.6) if rng.random() < 0.4 else 0.0,
+        z_exponent=rng.uniform(1.5, 2.0),
+        rotation_deg=float(rotation),
+        origin_rc=(float(rng.uniform(0, crop_px)), float(rng.uniform(0, crop_px))),
+        vacancy_fraction=rng.uniform(0, 0.05) if rng.random() < 0.3 else 0.0,
+        substitution_fraction=rng.uniform(0, 0.1) if rng.random() < 0.2 else 0.0,
+        substitution_weight=float(rng.choice([0.6, 1.5])),
+        amorphous=rng.uniform(0, 0.3) if rng.random() < 0.3 else 0.0,
+        label_min_weight=0.1,
+        seed=int(rng.integers(2**31)),
+    )
+    if kind == "perovskite":
+        kw["crystal"] = _perovskite(rng)
+    elif kind == "random":
+        kw["crystal"] = sim.random_crystal(rng, min_separation_A=1.3)
+    elif kind == "boundary":
+        kw["crystal"] = _perovskite(rng)
+        if rng.random() < 0.5:
+            kw.update(boundary="grain", boundary_rotation_deg=float(rng.uniform(10, 45)))
+        else:
+            kw.update(boundary="interface", boundary_crystal=_perovskite(rng), boundary_rotation_deg=0.0)
+        kw["boundary_col"] = float(rng.uniform(0.2, 0.8) * crop_px)
+    elif kind == "adatoms":
+        kw.update(crystal=None, adatoms_per_nm2=rng.uniform(0.5, 4.0), adatom_z=int(rng.choice([78, 79, 77, 74])),
+                  amorphous=rng.uniform(0.1, 0.6), z_exponent=1.7)
+    else:
+        kw["crystal"] = str(kind)
+    return kw
+
+
+def make_target(positions_rc: np.ndarray, shape: tuple[int, int], kind: str, size_px: float) -> np.ndarray:
+    """Training target: Gaussian blobs (``gauss``, σ = size) or binary disks (``disk``, radius = size)."""
+    if kind == "gauss":
+        return np.clip(sim.render_columns(shape, positions_rc, 1.0, size_px), 0.0, 1.0)
+    if kind == "disk":
+        target = np.zeros(shape, dtype=np.float32)
+        h = int(math.ceil(size_px))
+        off = np.arange(-h, h + 1)
+        for r, c in np.asarray(positions_rc).reshape(-1, 2):
+            rr, cc = int(round(r)) + off, int(round(c)) + off
+            d2 = (rr[:, None] - r) ** 2 + (cc[None, :] - c) ** 2
+            ok_r, ok_c = (rr >= 0) & (rr < shape[0]), (cc >= 0) & (cc < shape[1])
+            sub = d2[np.ix_(ok_r, ok_c)] <= size_px**2
+            block = target[np.ix_(rr[ok_r], cc[ok_c])]
+            target[np.ix_(rr[ok_r], cc[ok_c])] = np.maximum(block, sub)
+        return target
+    raise ValueError(f"unknown target kind {kind!r}")
+
+
+def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
+              pixel_size_A: float = TRAINED_PIXEL_SIZE_A, progress: Callable[[int, int], None] | None = None):
+    """``n`` random scenes: images (n, crop, crop) float32, targets (n, crop, crop)
+    float16, nearest-neighbour separations (px) of their labelled columns."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, crop_px, crop_px), np.float32)
+    targets = np.zeros((n, crop_px, crop_px), np.float16)
+    separations = []
+    for k in range(n):
+        s = sim.simulate(**random_scene_kwargs(rng, crop_px, pixel_size_A))
+        images[k] = s.image
+        targets[k] = make_target(s.positions_rc, s.image.shape, target, target_px)
+        if len(s.positions_rc) > 2:
+            from scipy.spatial import cKDTree
+
+            d, _ = cKDTree(s.positions_rc).query(s.positions_rc, k=2)
+            separations.append(float(np.median(d[:, 1])))
+        if progress is not None and (k + 1) % 50 == 0:
+            progress(k + 1, n)
+    return images, targets, np.array(separations)
+
+
+# --------------------------------------------------------------------- normalisation
+
+
+def normalise(batch: np.ndarray, mode: str) -> np.ndarray:
+    """Per-image input normalisation as the family's inference does (batch (B, H, W))."""
+    batch = batch.astype(np.float32)
+    if mode == "standardize":
+        mean = batch.mean(axis=(1, 2), keepdims=True)
+        std = np.maximum(batch.std(axis=(1, 2), keepdims=True), 1e-6)
+        return (batch - mean) / std
+    if mode == "minmax8":
+        lo = batch.min(axis=(1, 2), keepdims=True)
+        hi = batch.max(axis=(1, 2), keepdims=True)
+        return np.floor((batch - lo) / np.maximum(hi - lo, 1e-12) * 255.0) / 255.0
+    raise ValueError(f"unknown normalisation {mode!r}")
+
+
+def augment(images: np.ndarray, targets: np.ndarray, rng: np.random.Generator):
+    """Flips and 90° rotations (both), gamma, extra Gaussian noise, 8-bit quantisation (image)."""
+    out_i, out_t = [], []
+    for img, tgt in zip(images, targets):
+        k = int(rng.integers(4))
+        img, tgt = np.rot90(img, k), np.rot90(tgt, k)
+        if rng.random() < 0.5:
+            img, tgt = img[:, ::-1], tgt[:, ::-1]
+        img = img.astype(np.float32)
+        lo, hi = float(img.min()), float(img.max())
+        span = max(hi - lo, 1e-6)
+        if rng.random() < 0.2:
+            img = lo + span * ((img - lo) / span) ** rng.uniform(0.7, 1.4)
+        if rng.random() < 0.2:
+            img = img + rng.normal(0, rng.uniform(0.01, 0.08) * span, img.shape)
+        if rng.random() < 0.3:
+            lo, hi = float(img.min()), float(img.max())
+            img = np.floor((img - lo) / max(hi - lo, 1e-6) * 255.0)
+        out_i.append(np.ascontiguousarray(img))
+        out_t.append(np.ascontiguousarray(tgt, dtype=np.float32))
+    return np.stack(out_i), np.stack(out_t)
+
+
+# --------------------------------------------------------------------------- network
+
+
+def build_network(architecture: str, **arch_kwargs):
+    """A fresh network: ours (``atombench_unet``) or one of the registry's architectures."""
+    if architecture == "atombench_unet":
+        from .ours import build_atombench_unet
+
+        return build_atombench_unet(**arch_kwargs)
+    from .registry import build_architecture
+
+    return build_architecture(architecture, **arch_kwargs)
+
+
+def _init_output_bias(net) -> None:
+    """Start the output near "no atom" (most pixels are background).
+
+    AtomSegNet's UNet ends with ReLU -> BatchNorm(1) -> sigmoid: with BN's default
+    bias 0 every background pixel starts at p ≈ 0.45 and the BN bias needs
+    thousands of steps to move; a bias of -4 starts it at p ≈ 0.02. (The other
+    networks end with a plain convolution whose bias learns fast.)
+    """
+    import torch
+
+    if hasattr(net, "bn9"):
+        with torch.no_grad():
+            net.bn9.bias.fill_(-4.0)
+
+
+def _resolve_device(device: str):
+    from ._pipeline import resolve_device
+
+    return resolve_device(device)
+
+
+def _logits(net, x):
+    return net.logits(x) if hasattr(net, "logits") else net(x)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def learning_rate(peak: float, progress: float, warmup: float = 0.05) -> float:
+    """Linear warm-up then cosine decay to 2 % of ``peak`` over ``progress`` in [0, 1]."""
+    if progress < warmup:
+        return peak * (0.1 + 0.9 * progress / warmup)
+    t = (progress - warmup) / (1.0 - warmup)
+    return peak * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0))))
+
+
+def train(
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    resume: str | Path | None = None,
+    log: Callable[[str], None] = print,
+    cancelled: Callable[[], bool] | None = None,
+) -> dict:
+    """Train ``config.architecture`` and write checkpoints to ``out``.
+
+    Returns the final checkpoint's summary (step, losses, wall time).
+    """
+    import torch
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if config.architecture not in ARCH_RECIPES:
+        raise ValueError(f"no training recipe for {config.architecture!r}; known: {', '.join(ARCH_RECIPES)}")
+    recipe = ARCH_RECIPES[config.architecture]
+    if config.threads:
+        torch.set_num_threads(int(config.threads))
+    device = _resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    net = build_network(config.architecture, **config.arch_kwargs)
+    _init_output_bias(net)
+    net = net.to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-4)
+    step, history, wall = 0, [], 0.0
+    rng = np.random.default_rng(config.seed + 1)
+    if resume is not None:
+        ckpt = torch.load(resume, map_location="cpu", weights_only=True)
+        net.load_state_dict(ckpt["state_dict"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step, history, wall = int(ckpt["step"]), list(ckpt["history"]), float(ckpt["wall_s"])
+        rng.bit_generator.state = json.loads(ckpt["rng_state"])
+        log(f"resumed from {resume} at step {step}")
+    t_pool = time.perf_counter()
+    images, targets, seps = make_pool(
+        config.pool_size, config.crop_px, seed=config.seed, target=recipe["target"], target_px=recipe["target_px"],
+        pixel_size_A=config.trained_pixel_size_A,
+    )
+    log(f"pool: {config.pool_size} scenes of {config.crop_px}² in {time.perf_counter() - t_pool:.1f} s")
+    net.train()
+    loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
+    t0 = time.perf_counter()
+
+    def save(path: Path) -> None:
+        state = {
+            "state_dict": net.state_dict(),
+            "optimizer": opt.state_dict(),
+            "step": step,
+            "history": history,
+            "wall_s": wall + time.perf_counter() - t0,
+            "config": json.dumps(asdict(config)),
+            "rng_state": json.dumps(rng.bit_generator.state),
+            "trained_pixel_size_A": config.trained_pixel_size_A,
+            "trained_separation_px": float(np.median(seps)) if len(seps) else float("nan"),
+        }
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(path)
+
+    running = []
+    while step < config.steps:
+        if cancelled is not None and cancelled():
+            break
+        progress = step / max(config.steps, 1)
+        if config.max_minutes is not None:
+            progress = max(progress, (wall + time.perf_counter() - t0) / (60.0 * config.max_minutes))
+        if progress >= 1.0:
+            log(f"time budget of {config.max_minutes} min reached at step {step}")
+            break
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(config.lr, progress)
+        idx = rng.integers(0, len(images), config.batch_size)
+        xb, yb = augment(images[idx], targets[idx], rng)
+        x = torch.from_numpy(normalise(xb, recipe["norm"]))[:, None].to(device)
+        y = torch.from_numpy(yb)[:, None].to(device)
+        logits = _logits(net, x)
+        weight = 1.0 + 9.0 * y
+        loss = (loss_fn(logits, y) * weight).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        running.append(loss.item())
+        if step % config.log_every == 0 or step == config.steps:
+            mean = float(np.mean(running))
+            history.append([step, mean])
+            running = []
+            elapsed = wall + time.perf_counter() - t0
+            log(f"step {step}/{config.steps} loss {mean:.4f} elapsed {elapsed:.0f} s")
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            save(out)
+    save(out)
+    return {"step": step, "history": history, "wall_s": wall + time.perf_counter() - t0, "checkpoint": str(out)}
+
+
+def export_weights(checkpoint: str | Path, out: str | Path, *, fp16: bool = True, card: dict | None = None) -> dict:
+    """Write a checkpoint's state_dict (fp16 by default) and a JSON record next to it."""
+    import hashlib
+
+    import torch
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = {k: (v.half() if fp16 and v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()}
+    out = Path(out)
+    torch.save(state, out)
+    config = json.loads(ckpt["config"])
+    record = {
+        "architecture": config["architecture"],
+        "arch_kwargs": config["arch_kwargs"],
+        "trained_pixel_size_A": ckpt["trained_pixel_size_A"],
+        "trained_separation_px": ckpt["trained_separation_px"],
+        "steps": ckpt["step"],
+        "train_wall_s": round(ckpt["wall_s"], 1),
+        "config": config,
+        "fp16": fp16,
+        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+        **(card or {}),
+    }
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    return record

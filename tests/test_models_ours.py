@@ -1,0 +1,181 @@
+"""Training on simulated data, sampling-aware inference and our shipped weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from napari_atombench.core import simulate as sim  # noqa: E402
+from napari_atombench.core.metrics import score_positions  # noqa: E402
+from napari_atombench.models import ours  # noqa: E402
+from napari_atombench.models import train as tr  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _quick(tmp_path, arch, *extra):
+    from napari_atombench.cli import main
+
+    out = tmp_path / f"{arch}.pt"
+    argv = ["train", arch, "--quick", "--device", "cpu", "--out", str(out), *extra]
+    assert main(argv) == 0
+    return out
+
+
+@pytest.mark.parametrize("arch", ["atombench_unet", "resatomsegnet_s2", "unet"])
+def test_quick_training_writes_a_loadable_checkpoint(tmp_path, arch):
+    out = _quick(tmp_path, arch, "--steps", "2")
+    ckpt = torch.load(out, map_location="cpu", weights_only=True)
+    assert ckpt["step"] == 2
+    net = tr.build_network(arch, **(dict(base_channels=16, depth=3) if arch == "atombench_unet" else {}))
+    net.load_state_dict(ckpt["state_dict"], strict=True)
+    assert ckpt["trained_pixel_size_A"] == pytest.approx(tr.TRAINED_PIXEL_SIZE_A)
+
+
+def test_training_is_deterministic_and_resumable(tmp_path):
+    a = _quick(tmp_path / "a", "atombench_unet", "--steps", "3", "--seed", "4")
+    b = _quick(tmp_path / "b", "atombench_unet", "--steps", "3", "--seed", "4")
+    sa = torch.load(a, weights_only=True)["state_dict"]
+    sb = torch.load(b, weights_only=True)["state_dict"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    c = _quick(tmp_path / "c", "atombench_unet", "--steps", "3", "--seed", "5")
+    assert not all(torch.equal(sa[k], torch.load(c, weights_only=True)["state_dict"][k]) for k in sa)
+    # resume from step 3 to step 5
+    resumed = _quick(tmp_path / "a", "atombench_unet", "--steps", "5", "--seed", "4", "--resume", str(a))
+    ckpt = torch.load(resumed, weights_only=True)
+    assert ckpt["step"] == 5
+    assert len(ckpt["history"]) == 5
+
+
+def test_targets_follow_each_family():
+    positions = np.array([[10.3, 12.7], [20.0, 5.5]])
+    gauss = tr.make_target(positions, (32, 32), "gauss", 1.2)
+    disk = tr.make_target(positions, (32, 32), "disk", 2.0)
+    assert gauss.max() <= 1.0 and np.unravel_index(gauss.argmax(), gauss.shape) in [(10, 13), (20, 5), (20, 6)]
+    assert set(np.unique(disk)) == {0.0, 1.0}
+    assert disk.sum() == pytest.approx(2 * np.pi * 4, rel=0.25)
+    with pytest.raises(ValueError):
+        tr.make_target(positions, (32, 32), "square", 1.0)
+
+
+def test_random_scenes_cover_the_recipe():
+    rng = np.random.default_rng(0)
+    names = {str(tr.random_scene_kwargs(rng, 64, 0.2).get("crystal")) for _ in range(60)}
+    assert {"si_110", "None"} <= names
+    assert any("perovskite" in n for n in names)
+
+
+def test_heatmap_peaks_are_subpixel():
+    truth = np.array([[10.3, 12.6], [25.8, 20.2]])
+    heat = sim.render_columns((40, 40), truth, 1.0, 1.2)
+    found = ours.heatmap_peaks(heat, threshold=0.3)
+    assert found.shape == (2, 2)
+    assert np.abs(np.sort(found, axis=0) - np.sort(truth, axis=0)).max() < 0.05
+
+
+class _PeakLocator:
+    """A stand-in model: Gaussian-blob peaks of the image itself."""
+
+    name = "peaks"
+
+    def predict_map(self, image, *, progress=None, cancelled=None):
+        return image / image.max()
+
+    def locate(self, image, pixel_size_A=None, *, progress=None, cancelled=None):
+        from napari_atombench.models.base import LocateResult
+
+        self.seen_shape = image.shape
+        return LocateResult(ours.heatmap_peaks(image / image.max(), 0.5, 3), image)
+
+
+def test_sampling_aware_locator_rescales_and_maps_back():
+    s = sim.simulate("srtio3_100", shape=(120, 150), pixel_size_pm=10, resolution_pm=90, species=("Sr",), seed=1)
+    inner = _PeakLocator()
+    locator = ours.SamplingAwareLocator(inner, trained_pixel_size_A=0.2, trained_separation_px=10.0)
+    result = locator.locate(s.image, pixel_size_A=0.1)
+    assert inner.seen_shape == (60, 75)
+    assert result.probability_map.shape == s.image.shape
+    score = score_positions(result.positions_rc, s.positions_rc, pixel_size_A=0.1, max_distance_A=0.5,
+                            border_margin_px=6, image_shape=s.image.shape)  # edge maxima of cut columns
+    assert score.f1 == 1.0
+    assert score.rmse_px < 0.1
+    assert result.metadata["sampling_zoom"] == pytest.approx(0.5)
+
+
+def test_sampling_from_separation_when_pixel_size_unknown():
+    pytest.importorskip("napari_atombench.core.peaks", reason="core.peaks arrives with issue #4")
+    s = sim.simulate("srtio3_100", shape=(128, 128), pixel_size_pm=10, species=("Sr", "TiO"), seed=1)
+    locator = ours.SamplingAwareLocator(_PeakLocator(), trained_pixel_size_A=0.2, trained_separation_px=13.8)
+    zoom, how = locator.scale_for(s.image, None)
+    assert how == "estimate_separation"
+    assert zoom == pytest.approx(13.8 / 27.6, rel=0.05)
+
+
+def test_resample_keeps_pixel_centres():
+    shape, big = (50, 60), (100, 120)
+    pts = np.array([[10.0, 20.0], [33.3, 47.1]])
+    back = ours.positions_to_frame(ours.positions_to_frame(pts, shape, big), big, shape)
+    np.testing.assert_allclose(back, pts)
+
+
+# ----------------------------------------------------------------- shipped weights
+
+
+@pytest.mark.parametrize("name", list(ours.OUR_MODELS))
+def test_shipped_weights_load_safely_and_find_columns(name):
+    path = ours.weights_path(name)
+    assert path.is_file(), f"missing shipped weights {path}"
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    assert isinstance(state, dict) and state
+    s = sim.simulate("srtio3_100", shape=(160, 160), pixel_size_pm=16, dose_e_per_A2=2e4, background=0.2, species=("Sr", "TiO"),
+                     rotation_deg=9.0, seed=9001)
+    locator = ours.get_locator(name, device="cpu")
+    result = locator.locate(s.image, s.pixel_size_A)
+    score = score_positions(result.positions_rc, s.positions_rc, pixel_size_A=s.pixel_size_A, max_distance_A=0.5)
+    assert score.f1 > 0.95, score
+
+
+def test_shipped_weights_are_small():
+    total = sum(ours.weights_path(n).stat().st_size for n in ours.OUR_MODELS if ours.weights_path(n).is_file())
+    assert total <= 30 * 2**20
+
+
+def test_default_model_is_ours():
+    assert ours.DEFAULT_MODEL == "atombench"
+    from napari_atombench.models.registry import REGISTRY
+
+    assert {"atomnet-sim", "atomsegnet-sim"} <= set(REGISTRY)
+
+
+def test_locate_handles_blank_and_bad_images():
+    locator = ours.get_locator("atombench", device="cpu")
+    result = locator.locate(np.zeros((48, 48), np.float32), 0.2)
+    assert result.positions_rc.shape == (0, 2)
+    bad = np.ones((32, 32), np.float32)
+    bad[3, 3] = np.nan
+    with pytest.raises(ValueError):
+        locator.locate(bad, 0.2)
+    with pytest.raises(ValueError, match="too large"):
+        locator.locate(np.ones((64, 64), np.float32), 100.0)
+
+
+def test_cli_locate_writes_positions(tmp_path):
+    from napari_atombench.cli import main
+    from napari_atombench.core.io import read_positions
+
+    image, labels, out = tmp_path / "s.tif", tmp_path / "s.csv", tmp_path / "found.csv"
+    assert main(["simulate", "ws2", "--out-image", str(image), "--out-labels", str(labels), "--size", "96",
+                 "--pixel-size-pm", "12", "--dose-e-per-A2", "2e4", "--seed", "3"]) == 0
+    assert main(["locate", str(image), "--out", str(out), "--device", "cpu"]) == 0
+    found, truth = read_positions(out), read_positions(labels)
+    score = score_positions(found.positions_rc, truth.positions_rc, pixel_size_A=0.12, max_distance_A=0.5)
+    assert score.f1 > 0.9
+    assert main(["locate", str(image), "--model", "no-such-model"]) == 2
