@@ -11,7 +11,8 @@ the benchmark wrapper), of the default path (inference_mode, channels_last, tile
 with overlap for large images) and of the optional bf16 default path. Prints the
 median time, achieved GFLOP/s (conv FLOPs of the actual work, 2·MAC), the ratio
 to our original path and to the time the spec measured for the original code on
-this machine (§8, torch 2.13). Then, per network, how many positions the bf16 and
+this machine (§8, torch 2.13). First a kernel table: fp32 vs bf16 3×3 convolution
+throughput on this CPU, the ceiling of any bf16 mode. Then, per network, how many positions the bf16 and
 default paths keep unchanged (within 0.1 px) on a 512² simulated image.
 
 The weights are the fixture state_dicts (random but calibrated) and the real cubic
@@ -63,6 +64,27 @@ def conv_flops_per_px(net: torch.nn.Module, side: int = 256) -> float:
     return 2 * macs[0] / side**2
 
 
+def kernel_table(threads: int) -> None:
+    """fp32 vs bf16 3×3 convolution throughput (oneDNN) on this CPU: the ceiling of any bf16 mode."""
+    import copy
+
+    print(f"3x3 conv kernels, 1 x C x 256 x 256, channels_last, {threads} threads:")
+    print(f"{'C':>4} {'fp32 GFLOP/s':>13} {'bf16 GFLOP/s':>13} {'bf16/fp32':>10}")
+    for ch in (32, 64, 128):
+        conv = torch.nn.Conv2d(ch, ch, 3, padding=1).eval().to(memory_format=torch.channels_last)
+        x = torch.rand(1, ch, 256, 256).contiguous(memory_format=torch.channels_last)
+        conv_bf, x_bf = copy.deepcopy(conv).to(torch.bfloat16), x.to(torch.bfloat16)
+        rates = []
+        with torch.inference_mode():
+            for net, inp in ((conv, x), (conv_bf, x_bf)):
+                for _ in range(3):
+                    net(inp)
+                t = timed(lambda: net(inp), 10)[0]
+                rates.append(2 * ch * ch * 9 * 256 * 256 / t / 1e9)
+        print(f"{ch:>4} {rates[0]:>13.0f} {rates[1]:>13.0f} {rates[1] / rates[0]:>9.2f}x", flush=True)
+    print()
+
+
 def timed(fn, repeats: int) -> tuple[float, float, float]:
     ts = []
     for _ in range(repeats):
@@ -102,11 +124,15 @@ def main(argv=None) -> int:
     parser.add_argument("--no-bf16", action="store_true")
     parser.add_argument("--no-original", action="store_true", help="skip the original path (e.g. at 2048²)")
     parser.add_argument("--no-positions", action="store_true", help="skip the positions check")
+    parser.add_argument("--kernels", action="store_true", help="only the fp32 vs bf16 conv kernel table")
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     fixtures = args.shared / "fixtures" / "models"
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, load average {os.getloadavg()}")
+    kernel_table(args.threads)
+    if args.kernels:
+        return 0
     header = f"{'net':<3} {'S':>5} {'path':<9} {'median s':>9} {'[min-max]':>15} {'GFLOP/s':>8} {'vs ours-orig':>12} {'vs spec':>8}"
     print(header)
     print("-" * len(header))

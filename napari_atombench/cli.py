@@ -275,6 +275,12 @@ def _add_train(subparsers) -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this wall time")
     parser.add_argument("--base-channels", type=int, default=16, help="atombench_unet width")
+    parser.add_argument("--native-pixel-size", type=float, nargs=2, metavar=("MIN_A", "MAX_A"),
+                        help="simulate scenes at pixel sizes in this range (Å) and resample them to the "
+                        "trained sampling, as inference does (default: the trained pixel size ± 25 %%)")
+    parser.add_argument("--normalize-window", type=int, metavar="PX",
+                        help="atombench_unet: standardise inference inputs in a sliding window of this side "
+                        "(use the crop size); default: whole image")
     parser.add_argument("--export-weights", type=Path, help="also write fp16 weights + JSON record here")
     parser.set_defaults(func=_run_train)
 
@@ -289,6 +295,8 @@ def _run_train(args) -> int:
         pool_size=args.pool_size, lr=args.lr, seed=args.seed, device=args.device, threads=args.threads,
         max_minutes=args.max_minutes, checkpoint_every=50, log_every=1 if args.quick else 10,
         arch_kwargs={"base_channels": args.base_channels, "depth": 3} if args.arch == "atombench_unet" else {},
+        native_pixel_size_A=tuple(args.native_pixel_size) if args.native_pixel_size else None,
+        normalize_window_px=args.normalize_window,
     )
     summary = train(config, args.out, resume=args.resume, log=lambda m: print(m, flush=True))
     if args.export_weights is not None:

@@ -179,3 +179,64 @@ def test_cli_locate_writes_positions(tmp_path):
     score = score_positions(found.positions_rc, truth.positions_rc, pixel_size_A=0.12, max_distance_A=0.5)
     assert score.f1 > 0.9
     assert main(["locate", str(image), "--model", "no-such-model"]) == 2
+
+
+def test_native_sampling_pool_matches_what_inference_sees():
+    native = (0.07, 0.45)
+    images, targets, seps = tr.make_pool(6, 48, seed=2, target="gauss", target_px=1.2, native_pixel_size_A=native)
+    assert images.shape == targets.shape == (6, 48, 48)
+    again, _, _ = tr.make_pool(6, 48, seed=2, target="gauss", target_px=1.2, native_pixel_size_A=native)
+    np.testing.assert_array_equal(images, again)
+    # each scene covers the crop's field of view at its own pixel size
+    rng = np.random.default_rng(5)
+    sides = [tr.random_scene_kwargs(rng, 48, 0.2, native)["shape"][0] for _ in range(40)]
+    assert min(sides) >= round(48 * 0.2 / 0.45) and max(sides) <= round(48 * 0.2 / 0.07)
+    assert len(set(sides)) > 5
+    # the targets sit on the resampled columns: bright pixels where the target peaks
+    for img, tgt in zip(images, targets):
+        if tgt.max() < 0.9:
+            continue
+        on = img[tgt > 0.8].mean()
+        assert on > np.median(img)
+
+
+def test_local_standardisation_removes_a_thickness_gradient():
+    rows = np.linspace(0, 2, 256, dtype=np.float32)[:, None] * np.ones((1, 256), np.float32)
+    lattice = sim.simulate(crystal="srtio3_100", shape=(256, 256), pixel_size_pm=20, dose_e_per_A2=None, seed=1).image
+    image = lattice + rows * lattice.max()
+    global_ = ours.standardize(image)
+    local = ours.standardize(image, 64)
+    assert abs(global_.mean()) < 1e-4 and global_.std() == pytest.approx(1, abs=1e-3)
+    # the top and bottom quarters differ by the gradient globally, hardly locally, and
+    # locally the lattice keeps its contrast instead of drowning in the gradient
+    assert abs(global_[:64].mean() - global_[-64:].mean()) > 2
+    assert abs(local[:64].mean() - local[-64:].mean()) < 0.5
+    assert local[:64].std() > 2 * global_[:64].std() and local[-64:].std() > 2 * global_[-64:].std()
+    np.testing.assert_allclose(ours.standardize(image, 512), global_, atol=1e-5)  # window ≥ image: global
+    flat = ours.standardize(np.ones((64, 64)), 16)
+    assert np.isfinite(flat).all()
+
+
+def test_normalize_window_comes_from_the_training_record(tmp_path):
+    out = _quick(tmp_path, "atombench_unet", "--steps", "1", "--normalize-window", "48",
+                 "--native-pixel-size", "0.1", "0.3")
+    tr.export_weights(out, tmp_path / "w.pt")
+    loc = ours.get_locator("atombench", weights=tmp_path / "w.pt", device="cpu")
+    assert loc.inner.normalize_window_px == 48
+    config = torch.load(out, weights_only=True)["config"]
+    assert '"native_pixel_size_A": [0.1, 0.3]' in config
+    assert ours.get_locator("atombench", weights=tmp_path / "w.pt", device="cpu",
+                            normalize_window_px=None).inner.normalize_window_px is None
+
+
+def test_atombench_tiles_leave_no_seams():
+    image = sim.simulate(crystal="srtio3_100", shape=(403, 397), pixel_size_pm=20, dose_e_per_A2=5e3, seed=3).image
+    whole = ours.get_locator("atombench", device="cpu", sampling_aware=False)
+    tiled = ours.get_locator("atombench", device="cpu", sampling_aware=False, tile_size=256)
+    steps = []
+    np.testing.assert_allclose(tiled.predict_map(image, progress=lambda i, n: steps.append((i, n))),
+                               whole.predict_map(image), atol=1e-5)
+    assert steps[-1][0] == steps[-1][1] > 1  # really tiled, progress per tile
+    a, b = whole.locate(image).positions_rc, tiled.locate(image).positions_rc
+    assert len(a) == len(b) > 500
+    np.testing.assert_allclose(np.sort(a, axis=0), np.sort(b, axis=0), atol=1e-4)

@@ -231,3 +231,37 @@ def test_cli_models_and_locate(offline, monkeypatch, tmp_path, capsys, shared_di
     assert main(["locate", str(image), "--model", "atomnet-cubic", "--fidelity", "original", "--out", str(csv)]) == 0
     assert main(["locate", str(image), "--model", "atomnet-hexagonal", "--out", str(csv)]) == 2
     assert "G-Si-DFT0-1-4-best_weights.pt" in capsys.readouterr().err
+
+
+def test_reuse_freed_memory_is_reentrant_and_always_restores(monkeypatch):
+    from napari_atombench.models import _pipeline as pl
+
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(pl, "_glibc", lambda: FakeLibc())
+
+    @pl.reusing_freed_memory
+    def inner(x):
+        return x * 2
+
+    with pl.reuse_freed_memory():
+        assert inner(3) == 6  # nested: no second set-up, no early restore
+        assert len(calls) == 2
+    assert calls == [
+        (pl._M_MMAP_THRESHOLD, 1 << 30), (pl._M_TRIM_THRESHOLD, (1 << 31) - 1),
+        (pl._M_MMAP_THRESHOLD, pl._SETTLED_MMAP_B), (pl._M_TRIM_THRESHOLD, pl._SETTLED_TRIM_B),
+    ]
+    calls.clear()
+    with pytest.raises(RuntimeError):
+        with pl.reuse_freed_memory():
+            raise RuntimeError("boom")
+    assert calls[-2:] == [(pl._M_MMAP_THRESHOLD, pl._SETTLED_MMAP_B), (pl._M_TRIM_THRESHOLD, pl._SETTLED_TRIM_B)]
+    assert pl._reuse_depth == 0
+    monkeypatch.setattr(pl, "_glibc", lambda: None)  # macOS, Windows, musl: nothing to set
+    calls.clear()
+    assert inner(2) == 4 and calls == []

@@ -29,6 +29,7 @@ from ._pipeline import (
     rescaled_to_original_rc,
     resize_float,
     resize_uint8_original,
+    reusing_freed_memory,
     tiled_forward,
     to_uint8_original,
 )
@@ -45,7 +46,7 @@ class ConvBlock(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, 3, padding=1)]
         if dropout is not None:
             layers.append(nn.Dropout(dropout))
-        layers.append(nn.LeakyReLU(LEAKY_SLOPE))
+        layers.append(nn.LeakyReLU(LEAKY_SLOPE, inplace=True))
         self.block = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,12 +56,18 @@ class ConvBlock(nn.Module):
 class UpsampleBlock(nn.Module):
     """×2 bilinear (align_corners=False) then a 1×1 conv; ``conv_t`` is kept but unused."""
 
+    #: run the 1×1 conv first, at a quarter of the pixels (default pipeline): bilinear
+    #: weights sum to 1, so conv and upsampling commute up to float rounding
+    conv_first = False
+
     def __init__(self, in_ch: int, out_ch: int):
         super().__init__()
         self.conv = nn.Conv2d(in_ch, out_ch, 1)
         self.conv_t = nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2)  # unused (spec Q6)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.conv_first:
+            return F.interpolate(self.conv(x), scale_factor=2, mode="bilinear", align_corners=False)
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         return self.conv(x)
 
@@ -107,9 +114,11 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skip = self.c0(x)
-        h = F.leaky_relu(self.c1(skip), LEAKY_SLOPE)
+        # in place: saves a full-size allocation per activation, same values
+        h = F.leaky_relu(self.c1(skip), LEAKY_SLOPE, inplace=True)
         h = self.c2(h)
-        return F.leaky_relu(h + skip, LEAKY_SLOPE)
+        h += skip
+        return F.leaky_relu(h, LEAKY_SLOPE, inplace=True)
 
 
 class ResModule(nn.Module):
@@ -316,6 +325,9 @@ class AtomNetLocator(LocatorBase):
     def __init__(self, spec, net, provenance, **kw):
         super().__init__(spec, net, provenance, **kw)
         self.net.eval()
+        for block in self.net.modules():
+            if isinstance(block, UpsampleBlock):
+                block.conv_first = self.fidelity == "default"
         self.threshold = float(self.options.get("threshold", 0.5))
         self.edge_px = float(self.options.get("edge_px", 4))
         d = int(self.net.downsampling)
@@ -331,6 +343,7 @@ class AtomNetLocator(LocatorBase):
         img8 = resize_uint8_original(to_uint8_original(image), self.rescale)
         return img8, normalise_minmax(pad_bottom_right(img8, self.stride))
 
+    @reusing_freed_memory
     def _forward_map(self, x, progress, cancelled) -> np.ndarray:
         """(C, Hp, Wp) probabilities (exp applied for several classes)."""
         if self.fidelity == "original":

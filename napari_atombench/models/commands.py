@@ -22,7 +22,7 @@ def add_locate(subparsers) -> None:
     parser.add_argument("--tile-size", type=int, help="tile side in px (default pipeline)")
     parser.add_argument("--threshold", type=float, help="probability threshold (AtomNet models)")
     parser.add_argument("--refine", action="store_true", help="refine positions by Gaussian fits")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (default pipeline)")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (default pipeline; faster only where the CPU or GPU has fast bf16 kernels: on the 2-core Zen 4 development VM it is slower, see docs/models.md)")
     parser.add_argument("--out", type=Path, help="positions CSV to write (default: IMAGE_<model>.csv)")
     parser.add_argument("--map-out", type=Path, help="write the probability map as .npy")
     parser.set_defaults(func=run_locate)

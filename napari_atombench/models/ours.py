@@ -32,7 +32,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .base import Cancelled, LocateResult
+from ._pipeline import reusing_freed_memory, tiled_forward
+from .base import LocateResult
 from .registry import PACKAGED_WEIGHTS_DIR, ModelSpec, PackagedWeights, register, sha256_of
 
 #: the model used when none is named (widget, CLI, benchmark)
@@ -245,14 +246,32 @@ def heatmap_peaks(prob: np.ndarray, threshold: float = 0.3, min_distance_px: int
     return np.column_stack([r + dr, c + dc]).astype(np.float64)
 
 
+def standardize(image: np.ndarray, window_px: int | None = None) -> np.ndarray:
+    """Zero mean, unit standard deviation: over the whole image (``window_px`` None)
+    or in a sliding ``window_px`` square, as training standardised each crop of that
+    size (so a thickness gradient across a large image does not shift the input)."""
+    image = np.asarray(image, dtype=np.float32)
+    if window_px is None or window_px >= max(image.shape):
+        return (image - image.mean()) / max(float(image.std()), 1e-6)
+    from scipy.ndimage import uniform_filter
+
+    x = image.astype(np.float64)
+    mean = uniform_filter(x, int(window_px), mode="reflect")
+    var = np.clip(uniform_filter(x * x, int(window_px), mode="reflect") - mean**2, 0, None)
+    floor = 1e-6 + 1e-3 * float(x.std())  # flat areas (vacuum) must not blow up
+    return ((x - mean) / np.maximum(np.sqrt(var), floor)).astype(np.float32)
+
+
 class AtomBenchLocator:
     """Inference of :class:`AtomBenchUNet` at its trained sampling (wrap it in
-    :class:`SamplingAwareLocator` for other samplings): per-image standardisation,
-    reflect padding to a multiple of the network's downsampling, tiled forward for
-    large images, sigmoid heatmap, local maxima + weighted centroids."""
+    :class:`SamplingAwareLocator` for other samplings): standardisation (whole image,
+    or in a sliding window the size of the training crops), reflect padding to a
+    multiple of the network's downsampling, overlapping tiles for large images,
+    sigmoid heatmap, local maxima + weighted centroids."""
 
     def __init__(self, name: str, net, provenance: dict, *, device: str = "auto", threshold: float = 0.3,
-                 min_distance_px: int = 2, tile_size: int = 512, overlap_px: int = 32):
+                 min_distance_px: int = 2, tile_size: int = 1024, overlap_px: int = 64,
+                 normalize_window_px: int | None = None):
         import torch
 
         from ._pipeline import resolve_device
@@ -265,51 +284,30 @@ class AtomBenchLocator:
         self.min_distance_px = int(min_distance_px)
         self.tile_size = int(tile_size)
         self.overlap_px = int(overlap_px)
+        self.normalize_window_px = int(normalize_window_px) if normalize_window_px else None
         self._torch = torch
 
-    def _forward(self, x: np.ndarray) -> np.ndarray:
+    def _forward(self, x: np.ndarray, window=None) -> np.ndarray:
+        """(h, w) -> (1, h, w) heatmap; h and w multiples of the network's downsampling."""
         torch = self._torch
-        d = self.net.downsampling
-        h, w = x.shape
-        ph, pw = (-h) % d, (-w) % d
-        mode = "reflect" if min(h, w) > max(ph, pw) else "edge"
-        xp = np.pad(x, ((0, ph), (0, pw)), mode=mode)
         with torch.inference_mode():
-            t = torch.from_numpy(np.ascontiguousarray(xp, dtype=np.float32))[None, None].to(self.device)
-            y = torch.sigmoid(self.net(t))[0, 0].float().cpu().numpy()
-        return y[:h, :w]
+            t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None].to(self.device)
+            return torch.sigmoid(self.net(t))[0].float().cpu().numpy()
 
+    @reusing_freed_memory
     def predict_map(self, image, *, progress=None, cancelled=None) -> np.ndarray:
         from ..core.io import as_image_2d
 
-        image = as_image_2d(image, name="image").astype(np.float32)
-        x = (image - image.mean()) / max(float(image.std()), 1e-6)
+        x = standardize(as_image_2d(image, name="image"), self.normalize_window_px)
         h, w = x.shape
-        tile, ov = self.tile_size, self.overlap_px
-        if h <= tile + 2 * ov and w <= tile + 2 * ov:
-            if cancelled is not None and cancelled():
-                raise Cancelled("cancelled")
-            out = self._forward(x)
-            if progress is not None:
-                progress(1, 1)
-            return out
-        out = np.zeros_like(x)
-        starts_r = list(range(0, max(h - ov, 1), tile))
-        starts_c = list(range(0, max(w - ov, 1), tile))
-        total, done = len(starts_r) * len(starts_c), 0
-        for r0 in starts_r:
-            for c0 in starts_c:
-                if cancelled is not None and cancelled():
-                    raise Cancelled("cancelled")
-                a, b = max(r0 - ov, 0), min(r0 + tile + ov, h)
-                c, d = max(c0 - ov, 0), min(c0 + tile + ov, w)
-                y = self._forward(x[a:b, c:d])
-                re, ce = min(r0 + tile, h), min(c0 + tile, w)
-                out[r0:re, c0:ce] = y[r0 - a : re - a, c0 - c : ce - c]
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-        return out
+        d = self.net.downsampling
+        ph, pw = (-h) % d, (-w) % d
+        mode = "reflect" if min(h, w) > max(ph, pw) else "edge"
+        xp = np.pad(x, ((0, ph), (0, pw)), mode=mode)
+        # tiles start on the pooling grid (stride d), so overlapping tiles agree with
+        # one whole-image pass once the margin covers the receptive field
+        y = tiled_forward(self._forward, xp, self.tile_size, self.overlap_px, d, progress=progress, cancelled=cancelled)
+        return y[0, :h, :w]
 
     def locate(self, image, pixel_size_A=None, *, progress=None, cancelled=None) -> LocateResult:
         t0 = time.perf_counter()
@@ -444,12 +442,14 @@ def get_locator(name: str = DEFAULT_MODEL, weights: str | Path | None = None, de
         provenance.pop("card", None)
         import inspect
 
+        # standardise as the weights were trained to expect (recorded in their card)
+        options.setdefault("normalize_window_px", card.get("config", {}).get("normalize_window_px"))
         # the published families' pipeline options (rescale, bf16, ...) do not apply here
         accepted = inspect.signature(AtomBenchLocator.__init__).parameters
         options = {k: v for k, v in options.items() if k in accepted}
         inner = AtomBenchLocator(name, net, {"weights_source": str(path), **provenance}, device=device, **options)
     else:
-        inner = registry.get_locator(name, str(path) if weights is not None else None, device, _plain=True, **options)
+        inner = registry.get_locator(registry.get_spec(name), str(path) if weights is not None else None, device, **options)
     if not sampling_aware:
         return inner
     return SamplingAwareLocator(

@@ -327,14 +327,18 @@ def get_locator(
         Pipeline options overriding the spec's (``threshold``, ``tile_size``,
         ``rescale``, ``refine``, ``bf16``, ...).
     """
-    # Our shipped models go through models.ours, which wraps them in the
-    # sampling-aware locator and calls back here with _plain=True for the network.
-    if not isinstance(name, ModelSpec) and not options.pop("_plain", False):
+    # A name of ours goes through models.ours, which wraps the family locator in the
+    # sampling-aware one; it calls back here with the spec (not the name) for the network.
+    if not isinstance(name, ModelSpec):
         from . import ours
 
         if name in ours.OUR_MODELS:
             return ours.get_locator(name, weights, device, **options)
     spec = name if isinstance(name, ModelSpec) else get_spec(name)
+    if spec.family == "atombench":
+        from . import ours
+
+        return ours.get_locator(spec.name, weights, device, **options)
     net, provenance = load_network(spec, weights, download=download)
     merged = {**spec.options, **options}
     if spec.family == "atomnet":

@@ -63,6 +63,14 @@ class TrainConfig:
     max_minutes: float | None = None
     arch_kwargs: dict = field(default_factory=dict)
     trained_pixel_size_A: float = TRAINED_PIXEL_SIZE_A
+    #: simulate each scene at a native pixel size drawn log-uniformly from this range (Å)
+    #: and resample it to ``trained_pixel_size_A`` exactly as inference does, so the
+    #: network sees the interpolation blur and correlated noise of rescaled real images;
+    #: None: simulate at the trained pixel size ± 25 %
+    native_pixel_size_A: tuple[float, float] | None = None
+    #: side of the sliding window inference standardises with (recorded for the locator);
+    #: None: whole-image standardisation
+    normalize_window_px: int | None = None
 
 
 # ------------------------------------------------------------------------- scenes
@@ -80,9 +88,19 @@ def _perovskite(rng: np.random.Generator) -> sim.Crystal:
     )
 
 
-def random_scene_kwargs(rng: np.random.Generator, crop_px: int, pixel_size_A: float) -> dict:
-    """Random :func:`~napari_atombench.core.simulate.simulate` keyword arguments."""
-    px = pixel_size_A * math.exp(rng.uniform(math.log(0.8), math.log(1.25)))
+def random_scene_kwargs(rng: np.random.Generator, crop_px: int, pixel_size_A: float,
+                        native_pixel_size_A: tuple[float, float] | None = None) -> dict:
+    """Random :func:`~napari_atombench.core.simulate.simulate` keyword arguments.
+
+    With ``native_pixel_size_A`` the scene is drawn at a native pixel size in that range
+    and a side that covers the field of view of a ``crop_px`` crop at ``pixel_size_A``.
+    """
+    if native_pixel_size_A is None:
+        px = pixel_size_A * math.exp(rng.uniform(math.log(0.8), math.log(1.25)))
+    else:
+        lo, hi = native_pixel_size_A
+        px = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+        crop_px = max(16, int(round(crop_px * pixel_size_A / px)))
     kind = rng.choice(
         ["perovskite", "srtio3_110", "ws2", "graphene", "si_110", "random", "boundary", "adatoms"],
         p=[0.24, 0.08, 0.08, 0.05, 0.13, 0.2, 0.1, 0.12],
@@ -150,21 +168,32 @@ def make_target(positions_rc: np.ndarray, shape: tuple[int, int], kind: str, siz
 
 
 def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
-              pixel_size_A: float = TRAINED_PIXEL_SIZE_A, progress: Callable[[int, int], None] | None = None):
+              pixel_size_A: float = TRAINED_PIXEL_SIZE_A, native_pixel_size_A: tuple[float, float] | None = None,
+              progress: Callable[[int, int], None] | None = None):
     """``n`` random scenes: images (n, crop, crop) float32, targets (n, crop, crop)
-    float16, nearest-neighbour separations (px) of their labelled columns."""
+    float16, nearest-neighbour separations (px) of their labelled columns.
+
+    With ``native_pixel_size_A`` each scene is simulated at its own pixel size and
+    resampled to the crop with the locator's :func:`~napari_atombench.models.ours.resample`.
+    """
+    from scipy.spatial import cKDTree
+
+    from .ours import positions_to_frame, resample
+
     rng = np.random.default_rng(seed)
     images = np.zeros((n, crop_px, crop_px), np.float32)
     targets = np.zeros((n, crop_px, crop_px), np.float16)
     separations = []
     for k in range(n):
-        s = sim.simulate(**random_scene_kwargs(rng, crop_px, pixel_size_A))
-        images[k] = s.image
-        targets[k] = make_target(s.positions_rc, s.image.shape, target, target_px)
-        if len(s.positions_rc) > 2:
-            from scipy.spatial import cKDTree
-
-            d, _ = cKDTree(s.positions_rc).query(s.positions_rc, k=2)
+        s = sim.simulate(**random_scene_kwargs(rng, crop_px, pixel_size_A, native_pixel_size_A))
+        image, positions = s.image, s.positions_rc
+        if image.shape != (crop_px, crop_px):
+            image = resample(image, (crop_px, crop_px))
+            positions = positions_to_frame(positions, s.image.shape, image.shape)
+        images[k] = image
+        targets[k] = make_target(positions, image.shape, target, target_px)
+        if len(positions) > 2:
+            d, _ = cKDTree(positions).query(positions, k=2)
             separations.append(float(np.median(d[:, 1])))
         if progress is not None and (k + 1) % 50 == 0:
             progress(k + 1, n)
@@ -300,7 +329,7 @@ def train(
     t_pool = time.perf_counter()
     images, targets, seps = make_pool(
         config.pool_size, config.crop_px, seed=config.seed, target=recipe["target"], target_px=recipe["target_px"],
-        pixel_size_A=config.trained_pixel_size_A,
+        pixel_size_A=config.trained_pixel_size_A, native_pixel_size_A=config.native_pixel_size_A,
     )
     log(f"pool: {config.pool_size} scenes of {config.crop_px}² in {time.perf_counter() - t_pool:.1f} s")
     net.train()
