@@ -12,8 +12,9 @@ with overlap for large images) and of the optional bf16 default path. Prints the
 median time, achieved GFLOP/s (conv FLOPs of the actual work, 2·MAC), the ratio
 to our original path and to the time the spec measured for the original code on
 this machine (§8, torch 2.13). First a kernel table: fp32 vs bf16 3×3 convolution
-throughput on this CPU, the ceiling of any bf16 mode. Then, per network, how many positions the bf16 and
-default paths keep unchanged (within 0.1 px) on a 512² simulated image.
+throughput on this CPU, the ceiling of any bf16 mode. Then, per network, how many
+positions the bf16 and default paths keep unchanged (within 0.1 px) on a 512²
+simulated image.
 
 The weights are the fixture state_dicts (random but calibrated) and the real cubic
 checkpoint; timing does not depend on the values. The machine is shared: report

@@ -245,7 +245,7 @@ def test_reuse_freed_memory_is_reentrant_and_always_restores(monkeypatch):
 
     monkeypatch.setattr(pl, "_glibc", lambda: FakeLibc())
 
-    @pl.reusing_freed_memory
+    @pl.reuse_freed_memory()
     def inner(x):
         return x * 2
 

@@ -134,7 +134,9 @@ _reuse_lock = threading.Lock()
 _reuse_depth = 0
 
 
+@functools.lru_cache(maxsize=1)
 def _glibc():
+    """The C library when it is glibc (looked up once: ``libc_ver`` reads the executable)."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
     try:
@@ -153,7 +155,8 @@ def reuse_freed_memory():
     1024² 2.5 s -> 1.3 s with reuse). Inside the block large blocks come from the heap
     and freed memory is kept for the next layer; on exit the thresholds go back to
     the values glibc's dynamic thresholds settle at, so the heap shrinks again.
-    Re-entrant and thread-safe; a no-op off glibc (macOS, Windows, musl).
+    Re-entrant and thread-safe; a no-op off glibc (macOS, Windows, musl). Also a
+    decorator: ``@reuse_freed_memory()``.
     """
     global _reuse_depth
     libc = _glibc()
@@ -175,17 +178,6 @@ def reuse_freed_memory():
                 # memory anyway, and a forced trim makes the next call fault it back in
                 libc.mallopt(_M_MMAP_THRESHOLD, _SETTLED_MMAP_B)
                 libc.mallopt(_M_TRIM_THRESHOLD, _SETTLED_TRIM_B)
-
-
-def reusing_freed_memory(method):
-    """Decorator: run ``method`` inside :func:`reuse_freed_memory`."""
-
-    @functools.wraps(method)
-    def wrapper(*args, **kwargs):
-        with reuse_freed_memory():
-            return method(*args, **kwargs)
-
-    return wrapper
 
 
 def autocast_context(device, bf16: bool):

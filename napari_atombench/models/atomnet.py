@@ -29,7 +29,7 @@ from ._pipeline import (
     rescaled_to_original_rc,
     resize_float,
     resize_uint8_original,
-    reusing_freed_memory,
+    reuse_freed_memory,
     tiled_forward,
     to_uint8_original,
 )
@@ -343,7 +343,7 @@ class AtomNetLocator(LocatorBase):
         img8 = resize_uint8_original(to_uint8_original(image), self.rescale)
         return img8, normalise_minmax(pad_bottom_right(img8, self.stride))
 
-    @reusing_freed_memory
+    @reuse_freed_memory()
     def _forward_map(self, x, progress, cancelled) -> np.ndarray:
         """(C, Hp, Wp) probabilities (exp applied for several classes)."""
         if self.fidelity == "original":

@@ -30,7 +30,7 @@ from ._pipeline import (
     rescaled_to_original_rc,
     resize_float,
     resize_uint8_original,
-    reusing_freed_memory,
+    reuse_freed_memory,
     tiled_forward,
     to_uint8_original,
 )
@@ -81,6 +81,10 @@ class UNet(nn.Module):
             return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
         return _upsample_align_corners_in_frame(x, self.frame, self._input_hw)
 
+    def _up_conv(self, conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """×2 upsampling and a 1×1 conv, in the order ``conv_first`` says."""
+        return self._up(conv(x)) if self.conv_first else conv(self._up(x))
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         self._input_hw = tuple(x.shape[-2:])
         r = functools.partial(F.relu, inplace=True)  # same values, one allocation fewer per layer
@@ -89,10 +93,10 @@ class UNet(nn.Module):
         x2 = r(self.bn2_2(self.conv2_2(r(self.bn2_1(self.conv2_1(h))))))
         h = F.max_pool2d(x2, 2)
         h = r(self.bn4_2(self.conv4_2(r(self.bn4_1(self.conv4_1(h))))))
-        u = self.bn4(self._up(self.upconv4(h)) if self.conv_first else self.upconv4(self._up(h)))
+        u = self.bn4(self._up_conv(self.upconv4, h))
         h = self.bn4_out(torch.cat([x2, u], dim=1))
         h = r(self.bn7_2(self.conv7_2(r(self.bn7_1(self.conv7_1(h))))))
-        u = self.bn7(self._up(self.upconv7(h)) if self.conv_first else self.upconv7(self._up(h)))
+        u = self.bn7(self._up_conv(self.upconv7, h))
         h = self.bn7_out(torch.cat([x1, u], dim=1))
         h = r(self.bn9_2(self.conv9_2(r(self.bn9_1(self.conv9_1(h))))))
         return self.bn9(r(self.conv9_3(h)))
@@ -378,7 +382,7 @@ class AtomSegNetLocator(LocatorBase):
         img8 = resize_uint8_original(to_uint8_original(image), self.rescale)
         return img8, img8.astype(np.float32) / np.float32(255)
 
-    @reusing_freed_memory
+    @reuse_freed_memory()
     def _forward_map(self, x, progress, cancelled) -> tuple[np.ndarray, tuple]:
         """Network output cropped back to x's frame, channel 0, float32."""
         h, w = x.shape

@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._pipeline import reusing_freed_memory, tiled_forward
+from ._pipeline import reuse_freed_memory, tiled_forward
 from .base import LocateResult
 from .registry import PACKAGED_WEIGHTS_DIR, ModelSpec, PackagedWeights, register, sha256_of
 
@@ -294,7 +294,7 @@ class AtomBenchLocator:
             t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None].to(self.device)
             return torch.sigmoid(self.net(t))[0].float().cpu().numpy()
 
-    @reusing_freed_memory
+    @reuse_freed_memory()
     def predict_map(self, image, *, progress=None, cancelled=None) -> np.ndarray:
         from ..core.io import as_image_2d
 

@@ -327,18 +327,11 @@ def get_locator(
         Pipeline options overriding the spec's (``threshold``, ``tile_size``,
         ``rescale``, ``refine``, ``bf16``, ...).
     """
+    spec = name if isinstance(name, ModelSpec) else get_spec(name)
     # A name of ours goes through models.ours, which wraps the family locator in the
     # sampling-aware one; it calls back here with the spec (not the name) for the network.
-    if not isinstance(name, ModelSpec):
-        from . import ours
-
-        if name in ours.OUR_MODELS:
-            return ours.get_locator(name, weights, device, **options)
-    spec = name if isinstance(name, ModelSpec) else get_spec(name)
-    if spec.family == "atombench":
-        from . import ours
-
-        return ours.get_locator(spec.name, weights, device, **options)
+    if spec.family == "atombench" or (not isinstance(name, ModelSpec) and name in _ours.OUR_MODELS):
+        return _ours.get_locator(spec.name, weights, device, **options)
     net, provenance = load_network(spec, weights, download=download)
     merged = {**spec.options, **options}
     if spec.family == "atomnet":
@@ -427,4 +420,4 @@ register(
 
 
 # Register our shipped weights (atombench, atomnet-sim, atomsegnet-sim) beside the published ones.
-from . import ours as _ours  # noqa: E402,F401
+from . import ours as _ours  # noqa: E402

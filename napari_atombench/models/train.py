@@ -207,9 +207,9 @@ def normalise(batch: np.ndarray, mode: str) -> np.ndarray:
     """Per-image input normalisation as the family's inference does (batch (B, H, W))."""
     batch = batch.astype(np.float32)
     if mode == "standardize":
-        mean = batch.mean(axis=(1, 2), keepdims=True)
-        std = np.maximum(batch.std(axis=(1, 2), keepdims=True), 1e-6)
-        return (batch - mean) / std
+        from .ours import standardize
+
+        return np.stack([standardize(image) for image in batch])
     if mode == "minmax8":
         lo = batch.min(axis=(1, 2), keepdims=True)
         hi = batch.max(axis=(1, 2), keepdims=True)
