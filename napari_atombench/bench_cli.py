@@ -46,11 +46,15 @@ def add_common_run_arguments(parser) -> None:
     parser.add_argument("--workers", type=int, default=None, help="local workers (default: min(2, cores))")
     parser.add_argument("--device", default=None, help="device for registry models (auto, cpu, cuda)")
     parser.add_argument("--paper-compatible", action="store_true", help="score the benchmark authors' way")
+    parser.add_argument("--border-margin-px", type=float, default=0.0, metavar="PX",
+                        help="ignore labels and predictions closer than this to the image border "
+                        "(the paper's simulated labels leave out 11 px)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _run_options(args) -> dict:
-    options = {"scheduler": args.scheduler, "num_workers": args.workers, "paper_compatible": args.paper_compatible}
+    options = {"scheduler": args.scheduler, "num_workers": args.workers, "paper_compatible": args.paper_compatible,
+               "border_margin_px": args.border_margin_px}
     if args.device:
         options["model_options"] = {"device": args.device}
     return options

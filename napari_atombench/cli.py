@@ -281,6 +281,9 @@ def _add_train(subparsers) -> None:
     parser.add_argument("--normalize-window", type=int, metavar="PX",
                         help="atombench_unet: standardise inference inputs in a sliding window of this side "
                         "(use the crop size); default: whole image")
+    parser.add_argument("--resolution-pm", type=float, nargs=2, metavar=("MIN_PM", "MAX_PM"),
+                        help="probe FWHM range (pm), log-uniform, capped where labelled columns would merge "
+                        "(default: uniform 60-125 pm)")
     parser.add_argument("--export-weights", type=Path, help="also write fp16 weights + JSON record here")
     parser.set_defaults(func=_run_train)
 
@@ -297,6 +300,7 @@ def _run_train(args) -> int:
         arch_kwargs={"base_channels": args.base_channels, "depth": 3} if args.arch == "atombench_unet" else {},
         native_pixel_size_A=tuple(args.native_pixel_size) if args.native_pixel_size else None,
         normalize_window_px=args.normalize_window,
+        resolution_pm=tuple(args.resolution_pm) if args.resolution_pm else None,
     )
     summary = train(config, args.out, resume=args.resume, log=lambda m: print(m, flush=True))
     if args.export_weights is not None:

@@ -72,6 +72,20 @@ def test_run_records_scores_quality_and_failures(tiny_dataset, scheduler):
     assert summary.loc["empty", "n_passed"] == 0
 
 
+def test_border_margin_leaves_cut_columns_out_of_the_score(tiny_dataset):
+    from napari_atombench.core.metrics import filter_border
+
+    interior_only = OracleLocator("interior")  # reports no column within 11 px of the border
+    for case in tiny_dataset:
+        data = load_case(case)
+        interior_only.register(data.image, data.truth_rc[filter_border(data.truth_rc, data.image.shape, 11)])
+    plain = run_benchmark(tiny_dataset, [interior_only], scheduler="sync", quality=False).table
+    margin = run_benchmark(tiny_dataset, [interior_only], scheduler="sync", quality=False, border_margin_px=11).table
+    assert (plain["recall"] < 0.9).all() and (plain["precision"] == 1.0).all()
+    assert (margin["recall"] == 1.0).all() and (margin["precision"] == 1.0).all()
+    assert (margin["n_truth"] < plain["n_truth"]).all()
+
+
 def test_cancel_stops_the_run(tiny_dataset):
     oracle = _oracle_for(tiny_dataset)
     with pytest.raises(Cancelled):

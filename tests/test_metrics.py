@@ -121,6 +121,20 @@ def test_border_margin_filters_both_sets_the_same_way():
         score_positions(pred, truth, border_margin_px=5)
 
 
+def test_border_band_is_an_ignore_region_for_pairs_straddling_its_edge():
+    shape = (100, 100)
+    truth = [[4.8, 30.0], [5.2, 60.0], [50.0, 50.0]]  # the first label is in the 5 px band
+    pred = [[5.2, 30.0], [4.8, 60.0], [50.0, 50.0]]  # ... its prediction just inside, and vice versa
+    score = score_positions(pred, truth, max_distance_px=1.0, border_margin_px=5, image_shape=shape)
+    # the pair whose label is in the band is ignored (not an FP); the one whose label is inside is a TP
+    assert (score.n_tp, score.n_fp, score.n_fn, score.n_truth, score.n_pred) == (2, 0, 0, 2, 2)
+    comparison = compare_positions(pred, truth, max_distance_px=1.0, border_margin_px=5, image_shape=shape)
+    assert comparison.tp_pred_index.tolist() == [1, 2]
+    # the notebooks' way filters both sets first: the straddling pairs become an FP and an FN
+    paper = compare_positions(pred, truth, border_margin_px=5, image_shape=shape, paper_compatible=True)
+    assert paper.fp_index.tolist() == [0] and paper.fn_index.tolist() == [1]
+
+
 def test_paper_compatible_and_one_to_one_give_the_known_different_numbers():
     # two labels 3 px apart; prediction p0 halfway (1.5 px from each: 2.25 px² < 5 px²);
     # p1 far from everything

@@ -73,6 +73,34 @@ def test_random_scenes_cover_the_recipe():
     assert any("perovskite" in n for n in names)
 
 
+def test_training_resolution_range_is_log_uniform_and_capped_where_columns_merge():
+    drawn = np.array([tr.random_scene_kwargs(np.random.default_rng(k), 64, 0.2, resolution_pm=(60, 260))["resolution_pm"]
+                      for k in range(300)])
+    assert drawn.min() >= 60 and drawn.max() <= 260
+    assert np.median(drawn) == pytest.approx(np.sqrt(60 * 260), rel=0.2)  # log-uniform, not uniform (160)
+    # Si [110] dumbbells are 1.36 Å apart: a 250 pm probe would merge every pair
+    s = sim.simulate("si_110", shape=(96, 96), pixel_size_pm=10, seed=0)
+    capped = tr.resolvable_resolution_pm(s.positions_rc, s.pixel_size_A, 250.0, 60.0)
+    assert capped == pytest.approx(tr.RESOLVABLE_SEPARATION_FWHM * 136, rel=0.05)
+    assert tr.resolvable_resolution_pm(s.positions_rc, s.pixel_size_A, 100.0, 60.0) == 100.0
+    assert tr.resolvable_resolution_pm(s.positions_rc, s.pixel_size_A, 250.0, 200.0) == 200.0
+
+
+def test_edge_rule_drops_columns_cut_by_the_border():
+    s = sim.simulate("srtio3_100", shape=(120, 150), pixel_size_pm=10, resolution_pm=90, species=("Sr",),
+                     origin_rc=(2.0, 70.0), seed=1)
+    kept_all = ours.SamplingAwareLocator(_PeakLocator(), 0.2, 10.0).locate(s.image, pixel_size_A=0.1).positions_rc
+    ruled = ours.SamplingAwareLocator(_PeakLocator(), 0.2, 10.0, edge_px=3).locate(s.image, pixel_size_A=0.1)
+    border = lambda p: np.minimum.reduce([p[:, 0], p[:, 1], 119 - p[:, 0], 149 - p[:, 1]])  # noqa: E731
+    assert (border(kept_all) < 3).any()  # a column cut by the top border is found without the rule
+    assert (border(ruled.positions_rc) >= 3).all() and ruled.metadata["edge_px"] == 3
+    assert len(ruled.positions_rc) == (border(kept_all) >= 3).sum()
+    # atombench applies the rule by default, in the input image's pixels; callers can change it
+    assert ours.get_locator("atombench", device="cpu").edge_px == 3
+    assert ours.get_locator("atombench", device="cpu", edge_px=0).edge_px == 0
+    assert ours.get_locator("atomnet-sim", device="cpu").edge_px == -0.5
+
+
 def test_heatmap_peaks_are_subpixel():
     truth = np.array([[10.3, 12.6], [25.8, 20.2]])
     heat = sim.render_columns((40, 40), truth, 1.0, 1.2)
@@ -176,7 +204,9 @@ def test_cli_locate_writes_positions(tmp_path):
                  "--pixel-size-pm", "12", "--dose-e-per-A2", "2e4", "--seed", "3"]) == 0
     assert main(["locate", str(image), "--out", str(out), "--device", "cpu"]) == 0
     found, truth = read_positions(out), read_positions(labels)
-    score = score_positions(found.positions_rc, truth.positions_rc, pixel_size_A=0.12, max_distance_A=0.5)
+    # atombench leaves out columns within 3 px of the border (cut by it)
+    score = score_positions(found.positions_rc, truth.positions_rc, pixel_size_A=0.12, max_distance_A=0.5,
+                            border_margin_px=3, image_shape=(96, 96))
     assert score.f1 > 0.9
     assert main(["locate", str(image), "--model", "no-such-model"]) == 2
 

@@ -232,6 +232,7 @@ def run_benchmark(
     model_options: dict | None = None,
     max_distance_A: float | None = 0.5,
     paper_compatible: bool = False,
+    border_margin_px: float = 0.0,
 ) -> BenchmarkResult:
     """Score every model on every case.
 
@@ -253,8 +254,10 @@ def run_benchmark(
         Compute the quality metrics (once per case).
     model_options : dict, optional
         Passed to the registry when models are names (e.g. ``device``).
-    max_distance_A, paper_compatible
-        Scoring options (see :func:`~napari_atombench.core.metrics.score_positions`).
+    max_distance_A, paper_compatible, border_margin_px
+        Scoring options (see :func:`~napari_atombench.core.metrics.score_positions`);
+        ``border_margin_px`` ignores labels and predictions that close to the border
+        (the paper left columns within 11 px of the edge out of its simulated labels).
 
     Returns
     -------
@@ -268,7 +271,8 @@ def run_benchmark(
     if not cases:
         raise ValueError("the dataset has no cases (check the filters)")
     options = dict(model_options or {})
-    score_options = {"max_distance_A": max_distance_A, "paper_compatible": paper_compatible}
+    score_options = {"max_distance_A": max_distance_A, "paper_compatible": paper_compatible,
+                     "border_margin_px": float(border_margin_px)}
     local = scheduler in ("threads", "processes", "sync", "synchronous", "single-threaded")
     can_cancel_inside = scheduler in ("threads", "sync", "synchronous", "single-threaded")
     inner_cancel = cancelled if can_cancel_inside else None

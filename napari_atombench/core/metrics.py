@@ -235,11 +235,15 @@ def compare_positions(
     """
     predicted = _as_positions(predicted_rc, "predicted_rc")
     truth = _as_positions(truth_rc, "truth_rc")
+    if border_margin_px and image_shape is None:
+        raise ValueError("border_margin_px needs image_shape to know where the border is")
+    if border_margin_px and not paper_compatible:
+        return _compare_with_ignored_border(predicted, truth, image_shape, border_margin_px,
+                                            resolve_max_distance_px(pixel_size_A, max_distance_A, max_distance_px),
+                                            pixel_size_A)
     pred_kept = np.arange(len(predicted))
     truth_kept = np.arange(len(truth))
-    if border_margin_px:
-        if image_shape is None:
-            raise ValueError("border_margin_px needs image_shape to know where the border is")
+    if border_margin_px:  # the notebooks drop both sets near the border first
         pred_kept = np.flatnonzero(filter_border(predicted, image_shape, border_margin_px))
         truth_kept = np.flatnonzero(filter_border(truth, image_shape, border_margin_px))
         predicted, truth = predicted[pred_kept], truth[truth_kept]
@@ -266,6 +270,25 @@ def compare_positions(
         fp_index=pred_kept[fp].astype(np.int64),
         fn_index=truth_kept[fn].astype(np.int64),
     )
+
+
+def _compare_with_ignored_border(predicted, truth, image_shape, margin_px, radius_px, pixel_size_A) -> Comparison:
+    """One-to-one scoring with the border band as an ignore region: match everything,
+    then leave out each pair whose label lies in the band and each unmatched point
+    that does (so a label just outside the band and its prediction just inside it
+    are neither an FN nor an FP)."""
+    match = match_positions(predicted, truth, radius_px)
+    truth_inside = filter_border(truth, image_shape, margin_px)
+    pred_inside = filter_border(predicted, image_shape, margin_px)
+    kept_pairs = truth_inside[match.truth_index]
+    tp_pred = match.pred_index[kept_pairs]
+    fp = match.unmatched_pred[pred_inside[match.unmatched_pred]]
+    fn = match.unmatched_truth[truth_inside[match.unmatched_truth]]
+    distance = match.distance_px[kept_pairs]
+    score = _score(len(tp_pred), len(fp), len(fn), len(tp_pred) + len(fn), len(tp_pred) + len(fp),
+                   float(np.sum(distance**2)), pixel_size_A, match.max_distance_px, False)
+    return Comparison(score=score, tp_pred_index=np.sort(tp_pred).astype(np.int64),
+                      fp_index=np.sort(fp).astype(np.int64), fn_index=np.sort(fn).astype(np.int64))
 
 
 def score_positions(
@@ -295,8 +318,12 @@ def score_positions(
     paper_compatible : bool
         Count TPs the benchmark authors' way (see the module docstring).
     border_margin_px : float
-        Drop predictions and labels closer than this to the image border
-        before scoring (both sets filtered the same way). Needs ``image_shape``.
+        Leave labels closer than this to the image border out of the score,
+        with the predictions matched to them, and unmatched predictions there
+        (an ignore region: matching runs on all points first, so a pair
+        straddling the band's edge is neither an FN nor an FP). Paper-compatible
+        scoring drops both sets there before counting, as the notebooks did.
+        Needs ``image_shape``.
     image_shape : (rows, cols), optional
 
     Returns

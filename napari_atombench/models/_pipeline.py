@@ -80,19 +80,12 @@ def resize_float(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return map_coordinates(image.astype(np.float32), [rr, cc], order=1, mode="nearest").astype(np.float32)
 
 
-def rescaled_to_original_rc(positions_rc: np.ndarray, scaled_shape, original_shape) -> np.ndarray:
-    """Map (row, col) pixel centres of a resized image back to the original frame."""
+def positions_to_frame(positions_rc: np.ndarray, from_shape, to_shape) -> np.ndarray:
+    """Map (row, col) pixel centres between two resized frames of the same field of view
+    (``to = (from + 0.5) · to_shape / from_shape − 0.5``)."""
     positions_rc = np.asarray(positions_rc, dtype=np.float64).reshape(-1, 2)
-    sr = original_shape[0] / scaled_shape[0]
-    sc = original_shape[1] / scaled_shape[1]
-    return np.column_stack([(positions_rc[:, 0] + 0.5) * sr - 0.5, (positions_rc[:, 1] + 0.5) * sc - 0.5])
-
-
-def inside_edge(positions_rc: np.ndarray, shape: tuple[int, int], edge_px: float) -> np.ndarray:
-    """Boolean mask: positions at least ``edge_px`` from the first/last pixel centre."""
-    r, c = positions_rc[:, 0], positions_rc[:, 1]
-    h, w = shape
-    return (r >= edge_px) & (r <= h - 1 - edge_px) & (c >= edge_px) & (c <= w - 1 - edge_px)
+    ratio = np.array([to_shape[0] / from_shape[0], to_shape[1] / from_shape[1]], dtype=np.float64)
+    return (positions_rc + 0.5) * ratio - 0.5
 
 
 def check_image(image: Any, min_side: int = 8) -> np.ndarray:

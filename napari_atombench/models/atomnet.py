@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.metrics import filter_border
 from ._pipeline import (
     LocatorBase,
-    inside_edge,
-    rescaled_to_original_rc,
+    positions_to_frame,
     resize_float,
     resize_uint8_original,
     reuse_freed_memory,
@@ -293,7 +293,7 @@ def find_atoms_weighted(
         if n == 0:
             continue
         com = np.asarray(ndimage.center_of_mass(p, labels, np.arange(1, n + 1)), dtype=np.float64).reshape(-1, 2)
-        keep = inside_edge(com, (h, w), edge_px)
+        keep = filter_border(com, (h, w), edge_px)
         pos.append(com[keep])
         cls.append(np.full(int(keep.sum()), ch))
     if not pos:
@@ -389,7 +389,7 @@ class AtomNetLocator(LocatorBase):
             positions_rc, classes = find_atoms_weighted(np.moveaxis(y, 0, -1), self.threshold, self.edge_px)
             prob = self._fg_map(y).astype(np.float32)
             if (h, w) != image.shape:
-                positions_rc = rescaled_to_original_rc(positions_rc, (h, w), image.shape)
+                positions_rc = positions_to_frame(positions_rc, (h, w), image.shape)
                 prob = resize_float(prob, image.shape)
             meta["frame"] = "image"
             meta["tile_size"], meta["overlap_px"] = self.tile_size, self.overlap_px

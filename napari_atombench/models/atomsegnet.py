@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.metrics import filter_border
 from ._pipeline import (
     LocatorBase,
-    inside_edge,
-    rescaled_to_original_rc,
+    positions_to_frame,
     resize_float,
     resize_uint8_original,
     reuse_freed_memory,
@@ -425,9 +425,9 @@ class AtomSegNetLocator(LocatorBase):
         else:
             positions_rc = lin_centroids_weighted(seg)
             if self.edge_px > 0:
-                positions_rc = positions_rc[inside_edge(positions_rc, raw.shape, self.edge_px)]
+                positions_rc = positions_rc[filter_border(positions_rc, raw.shape, self.edge_px)]
             if raw.shape != image.shape:
-                positions_rc = rescaled_to_original_rc(positions_rc, raw.shape, image.shape)
+                positions_rc = positions_to_frame(positions_rc, raw.shape, image.shape)
                 raw = resize_float(raw, image.shape)
             meta["frame"] = "image"
             meta["tile_size"], meta["overlap_px"] = self.tile_size, self.overlap_px

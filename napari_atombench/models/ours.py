@@ -32,7 +32,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._pipeline import reuse_freed_memory, tiled_forward
+from ..core.metrics import filter_border
+from ._pipeline import positions_to_frame, reuse_freed_memory, tiled_forward
 from .base import LocateResult
 from .registry import PACKAGED_WEIGHTS_DIR, ModelSpec, PackagedWeights, register, sha256_of
 
@@ -126,13 +127,6 @@ def resample(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out[0, 0].numpy()
 
 
-def positions_to_frame(positions_rc: np.ndarray, from_shape, to_shape) -> np.ndarray:
-    """Map (row, col) positions between two resampled frames of the same field of view."""
-    positions_rc = np.asarray(positions_rc, dtype=np.float64).reshape(-1, 2)
-    ratio = np.array([to_shape[0] / from_shape[0], to_shape[1] / from_shape[1]], dtype=np.float64)
-    return (positions_rc + 0.5) * ratio - 0.5
-
-
 def _estimate_separation_px(image: np.ndarray) -> float | None:
     """Nearest column separation from issue #4's ``core.peaks`` (None if unavailable)."""
     try:
@@ -159,14 +153,19 @@ class SamplingAwareLocator:
         used when the pixel size is unknown.
     max_side_px : int
         Refuse to upsample an image beyond this side (memory).
+    edge_px : float
+        Drop positions closer than this to the first/last pixel centre of the
+        input image (its own pixels); -0.5 keeps everything inside the image.
     """
 
-    def __init__(self, inner, trained_pixel_size_A: float, trained_separation_px: float, *, max_side_px: int = 6000):
+    def __init__(self, inner, trained_pixel_size_A: float, trained_separation_px: float, *, max_side_px: int = 6000,
+                 edge_px: float = -0.5):
         self.inner = inner
         self.name = inner.name
         self.trained_pixel_size_A = float(trained_pixel_size_A)
         self.trained_separation_px = float(trained_separation_px)
         self.max_side_px = int(max_side_px)
+        self.edge_px = float(edge_px)
 
     def scale_for(self, image: np.ndarray, pixel_size_A: float | None) -> tuple[float, str]:
         """Zoom factor (output px per input px) and how it was found."""
@@ -199,9 +198,7 @@ class SamplingAwareLocator:
         image, scaled, zoom, how = self._rescaled(image, pixel_size_A)
         result = self.inner.locate(scaled, None, progress=progress, cancelled=cancelled)
         positions = positions_to_frame(result.positions_rc, scaled.shape, image.shape)
-        rows, cols = image.shape
-        inside = (positions[:, 0] >= -0.5) & (positions[:, 0] <= rows - 0.5) & (positions[:, 1] >= -0.5) & (positions[:, 1] <= cols - 0.5)
-        positions = positions[inside]
+        positions = positions[filter_border(positions, image.shape, self.edge_px)]
         prob = None
         if result.probability_map is not None and np.ndim(result.probability_map) == 2:
             prob = resample(np.asarray(result.probability_map, dtype=np.float32), image.shape)
@@ -211,6 +208,7 @@ class SamplingAwareLocator:
             sampling_from=how,
             trained_pixel_size_A=self.trained_pixel_size_A,
             pixel_size_A=pixel_size_A,
+            edge_px=self.edge_px,
             n_positions=int(len(positions)),
         )
         return LocateResult(positions_rc=positions, probability_map=prob, metadata=meta)
@@ -342,6 +340,9 @@ OUR_MODELS: dict[str, dict[str, Any]] = {
         family="atombench",
         architecture="atombench_unet",
         description="our compact U-Net (Gaussian heatmap, sampling-aware), trained on our simulator",
+        # a column centred within 3 px of the border is cut by it: most of its
+        # profile is missing, so it is neither labelled by hand nor reliably placed
+        edge_px=3.0,
     ),
     "atomnet-sim": dict(
         filename="atomnet-sim.pt",
@@ -437,13 +438,19 @@ def get_locator(name: str = DEFAULT_MODEL, weights: str | Path | None = None, de
     if not path.is_file():
         raise FileNotFoundError(f"weights for model {name!r} not found at {path}")
     card = _card(info["filename"]) if weights is None else _checkpoint_card(path)
+    # atombench's edge rule is applied in the input image's pixels (by the wrapper);
+    # the published families' edge_px stays an option of their own pipeline
+    edge_px = options.pop("edge_px", info["edge_px"]) if "edge_px" in info else -0.5
     if info["family"] == "atombench":
         net, provenance = load_atombench_state(path)
         provenance.pop("card", None)
         import inspect
 
-        # standardise as the weights were trained to expect (recorded in their card)
+        # standardise as the weights were trained to expect, and use the detection
+        # threshold selected for them (both recorded in their card)
         options.setdefault("normalize_window_px", card.get("config", {}).get("normalize_window_px"))
+        if "threshold" in card:
+            options.setdefault("threshold", float(card["threshold"]))
         # the published families' pipeline options (rescale, bf16, ...) do not apply here
         accepted = inspect.signature(AtomBenchLocator.__init__).parameters
         options = {k: v for k, v in options.items() if k in accepted}
@@ -456,6 +463,7 @@ def get_locator(name: str = DEFAULT_MODEL, weights: str | Path | None = None, de
         inner,
         trained_pixel_size_A=float(card.get("trained_pixel_size_A", 0.2)),
         trained_separation_px=float(card.get("trained_separation_px", 14.0)),
+        edge_px=edge_px,
     )
 
 

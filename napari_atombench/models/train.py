@@ -71,6 +71,15 @@ class TrainConfig:
     #: side of the sliding window inference standardises with (recorded for the locator);
     #: None: whole-image standardisation
     normalize_window_px: int | None = None
+    #: probe FWHM range (pm), drawn log-uniformly and capped at 1.1× the closest labelled
+    #: column separation (beyond that two columns merge into one blob: no image shows
+    #: them apart); None: uniform 60–125 pm, uncapped (the recipe of the first weights)
+    resolution_pm: tuple[float, float] | None = None
+
+
+#: columns closer than this many probe FWHMs are not resolvable (Sparrow-like limit
+#: for two equal Gaussians is 0.85 FWHM; 1/1.1 leaves a small margin of merged pairs)
+RESOLVABLE_SEPARATION_FWHM = 1.1
 
 
 # ------------------------------------------------------------------------- scenes
@@ -89,11 +98,14 @@ def _perovskite(rng: np.random.Generator) -> sim.Crystal:
 
 
 def random_scene_kwargs(rng: np.random.Generator, crop_px: int, pixel_size_A: float,
-                        native_pixel_size_A: tuple[float, float] | None = None) -> dict:
+                        native_pixel_size_A: tuple[float, float] | None = None,
+                        resolution_pm: tuple[float, float] | None = None) -> dict:
     """Random :func:`~napari_atombench.core.simulate.simulate` keyword arguments.
 
     With ``native_pixel_size_A`` the scene is drawn at a native pixel size in that range
     and a side that covers the field of view of a ``crop_px`` crop at ``pixel_size_A``.
+    With ``resolution_pm`` the probe FWHM is log-uniform in that range (else uniform
+    60–125 pm).
     """
     if native_pixel_size_A is None:
         px = pixel_size_A * math.exp(rng.uniform(math.log(0.8), math.log(1.25)))
@@ -110,7 +122,8 @@ def random_scene_kwargs(rng: np.random.Generator, crop_px: int, pixel_size_A: fl
     kw: dict = dict(
         shape=(crop_px, crop_px),
         pixel_size_pm=100 * px,
-        resolution_pm=100 * rng.uniform(0.6, 1.25),
+        resolution_pm=(100 * rng.uniform(0.6, 1.25) if resolution_pm is None
+                       else math.exp(rng.uniform(math.log(resolution_pm[0]), math.log(resolution_pm[1])))),
         contrast=1.0,
         background=rng.uniform(0.0, 0.6),
         background_gradient=rng.uniform(0.0, 0.8) if rng.random() < 0.6 else 0.0,
@@ -167,14 +180,33 @@ def make_target(positions_rc: np.ndarray, shape: tuple[int, int], kind: str, siz
     raise ValueError(f"unknown target kind {kind!r}")
 
 
+def resolvable_resolution_pm(positions_rc: np.ndarray, pixel_size_A: float, resolution_pm: float,
+                             floor_pm: float = 0.0) -> float:
+    """``resolution_pm`` capped at :data:`RESOLVABLE_SEPARATION_FWHM` × the closest
+    separation of the columns (5th percentile of nearest-neighbour distances), but
+    not below ``floor_pm``."""
+    from scipy.spatial import cKDTree
+
+    positions_rc = np.asarray(positions_rc, dtype=np.float64).reshape(-1, 2)
+    if len(positions_rc) < 3:
+        return float(resolution_pm)
+    d, _ = cKDTree(positions_rc).query(positions_rc, k=2)
+    limit_pm = RESOLVABLE_SEPARATION_FWHM * float(np.percentile(d[:, 1], 5)) * 100.0 * float(pixel_size_A)
+    return float(max(min(resolution_pm, limit_pm), floor_pm))
+
+
 def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
               pixel_size_A: float = TRAINED_PIXEL_SIZE_A, native_pixel_size_A: tuple[float, float] | None = None,
+              resolution_pm: tuple[float, float] | None = None,
               progress: Callable[[int, int], None] | None = None):
     """``n`` random scenes: images (n, crop, crop) float32, targets (n, crop, crop)
     float16, nearest-neighbour separations (px) of their labelled columns.
 
     With ``native_pixel_size_A`` each scene is simulated at its own pixel size and
     resampled to the crop with the locator's :func:`~napari_atombench.models.ours.resample`.
+    With ``resolution_pm`` the probe FWHM is drawn log-uniformly in that range and a
+    scene whose labelled columns it would merge is simulated again with the FWHM capped
+    at :data:`RESOLVABLE_SEPARATION_FWHM` × their closest separation (5th percentile).
     """
     from scipy.spatial import cKDTree
 
@@ -185,7 +217,12 @@ def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
     targets = np.zeros((n, crop_px, crop_px), np.float16)
     separations = []
     for k in range(n):
-        s = sim.simulate(**random_scene_kwargs(rng, crop_px, pixel_size_A, native_pixel_size_A))
+        kwargs = random_scene_kwargs(rng, crop_px, pixel_size_A, native_pixel_size_A, resolution_pm)
+        s = sim.simulate(**kwargs)
+        if resolution_pm is not None:
+            capped = resolvable_resolution_pm(s.positions_rc, s.pixel_size_A, kwargs["resolution_pm"], resolution_pm[0])
+            if capped < kwargs["resolution_pm"]:
+                s = sim.simulate(**{**kwargs, "resolution_pm": capped})
         image, positions = s.image, s.positions_rc
         if image.shape != (crop_px, crop_px):
             image = resample(image, (crop_px, crop_px))
@@ -330,6 +367,7 @@ def train(
     images, targets, seps = make_pool(
         config.pool_size, config.crop_px, seed=config.seed, target=recipe["target"], target_px=recipe["target_px"],
         pixel_size_A=config.trained_pixel_size_A, native_pixel_size_A=config.native_pixel_size_A,
+        resolution_pm=config.resolution_pm,
     )
     log(f"pool: {config.pool_size} scenes of {config.crop_px}² in {time.perf_counter() - t_pool:.1f} s")
     net.train()
