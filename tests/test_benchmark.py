@@ -249,6 +249,13 @@ def test_cli_benchmark_writes_one_row_per_case_and_model(tiny_dataset, tmp_path,
     printed = capsys.readouterr().out
     assert "ORACLE" in printed and "2 cases × 2 model(s)" in printed
     assert (tmp_path / "summary.csv").exists()
+    # with an ignore band along the border fewer labels are scored
+    banded = tmp_path / "banded.csv"
+    assert main(["benchmark", tiny_dataset.root, "--model", "benchmark_doubles:ORACLE", "--out", str(banded),
+                 "--no-progress", "--scheduler", "sync", "--border-margin-px", "11"]) == 0
+    plain_n = table[table["model"] == "ORACLE"].set_index("case")["n_truth"].astype(float)
+    banded_n = pd.read_csv(banded).set_index("case")["n_truth"]
+    assert (banded_n < plain_n.loc[banded_n.index]).all()
 
 
 def test_cli_benchmark_bad_dataset_is_a_clean_error(tmp_path, capsys):

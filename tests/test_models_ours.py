@@ -73,11 +73,20 @@ def test_random_scenes_cover_the_recipe():
     assert any("perovskite" in n for n in names)
 
 
-def test_training_resolution_range_is_log_uniform_and_capped_where_columns_merge():
+def test_training_resolution_range_is_log_uniform_and_capped_where_columns_merge(tmp_path):
     drawn = np.array([tr.random_scene_kwargs(np.random.default_rng(k), 64, 0.2, resolution_pm=(60, 260))["resolution_pm"]
                       for k in range(300)])
     assert drawn.min() >= 60 and drawn.max() <= 260
     assert np.median(drawn) == pytest.approx(np.sqrt(60 * 260), rel=0.2)  # log-uniform, not uniform (160)
+    # the CLI records the range in the checkpoint's configuration
+    import json
+
+    from napari_atombench.cli import main
+
+    out = tmp_path / "r.pt"
+    assert main(["train", "atombench_unet", "--quick", "--device", "cpu", "--steps", "1", "--out", str(out),
+                 "--resolution-pm", "60", "260"]) == 0
+    assert json.loads(torch.load(out, weights_only=True)["config"])["resolution_pm"] == [60.0, 260.0]
     # Si [110] dumbbells are 1.36 Å apart: a 250 pm probe would merge every pair
     s = sim.simulate("si_110", shape=(96, 96), pixel_size_pm=10, seed=0)
     capped = tr.resolvable_resolution_pm(s.positions_rc, s.pixel_size_A, 250.0, 60.0)
