@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..core.match import nearest_neighbour_distances_px
+
 #: Points style of hand labels / ground truth.
 LABELS_STYLE = dict(face_color="#ffd400", border_color="black", border_width=0.1, symbol="disc")
 
@@ -22,10 +24,7 @@ def points_size_px(positions_rc: np.ndarray) -> float:
     """A marker diameter that suits the column spacing: a quarter of the median neighbour distance, so the column stays visible around it."""
     if len(positions_rc) < 2:
         return 5.0
-    from scipy.spatial import cKDTree
-
-    distance, _ = cKDTree(positions_rc).query(positions_rc, k=2)
-    return float(np.clip(0.25 * np.median(distance[:, 1]), 2.0, 30.0))
+    return float(np.clip(0.25 * np.median(nearest_neighbour_distances_px(positions_rc)), 2.0, 30.0))
 
 
 def labels_layer_kwargs(

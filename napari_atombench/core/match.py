@@ -36,7 +36,7 @@ from scipy.spatial import cKDTree
 
 from .io import _as_positions
 
-__all__ = ["MatchResult", "candidate_pairs", "match_positions"]
+__all__ = ["MatchResult", "candidate_pairs", "match_positions", "nearest_neighbour_distances_px"]
 
 
 @dataclass
@@ -74,6 +74,16 @@ class MatchResult:
     @property
     def n_fn(self) -> int:
         return int(len(self.unmatched_truth))
+
+
+def nearest_neighbour_distances_px(positions_rc) -> np.ndarray:
+    """Distance (px) from each position to its nearest other one (0 for a duplicate);
+    empty with fewer than two positions."""
+    positions = _as_positions(positions_rc)
+    if len(positions) < 2:
+        return np.zeros(0)
+    distance, _ = cKDTree(positions).query(positions, k=2)
+    return distance[:, 1]
 
 
 def candidate_pairs(

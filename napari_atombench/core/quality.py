@@ -40,6 +40,7 @@ import math
 import numpy as np
 
 from .io import _as_positions, as_image_2d
+from .match import nearest_neighbour_distances_px
 
 __all__ = [
     "FWHM_PER_SIGMA",
@@ -71,15 +72,10 @@ QUALITY_COLUMNS = (
 def column_separation_px(image: np.ndarray | None = None, positions_rc=None) -> tuple[float | None, str]:
     """Projected column separation in px and where it came from (``labels``, ``image``, ``none``)."""
     if positions_rc is not None:
-        positions = _as_positions(positions_rc)
-        if len(positions) >= 2:
-            from scipy.spatial import cKDTree
-
-            distance, _ = cKDTree(positions).query(positions, k=2)
-            nearest = distance[:, 1]
-            nearest = nearest[nearest > 0]
-            if len(nearest):
-                return float(np.median(nearest)), "labels"
+        nearest = nearest_neighbour_distances_px(positions_rc)
+        nearest = nearest[nearest > 0]
+        if len(nearest):
+            return float(np.median(nearest)), "labels"
     if image is not None:
         try:
             from .peaks import estimate_separation

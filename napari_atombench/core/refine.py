@@ -45,6 +45,7 @@ import pandas as pd
 from ..models.base import Cancelled, ProgressCallback
 from ._windows import extract_windows, outside_image
 from .io import as_image_2d
+from .match import nearest_neighbour_distances_px
 
 __all__ = [
     "STATUS_CONVERGED",
@@ -166,12 +167,7 @@ def _check_half(half: int, shape, what: str) -> int:
 
 
 def _nearest_distance_px(positions: np.ndarray) -> float | None:
-    if len(positions) < 2:
-        return None
-    from scipy.spatial import cKDTree
-
-    distance, _ = cKDTree(positions).query(positions, k=2)
-    d = distance[:, 1]
+    d = nearest_neighbour_distances_px(positions)
     d = d[d > 0]
     return float(np.median(d)) if len(d) else None
 

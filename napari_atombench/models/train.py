@@ -31,6 +31,7 @@ from typing import Callable
 import numpy as np
 
 from ..core import simulate as sim
+from ..core.match import nearest_neighbour_distances_px
 
 #: Å per pixel of every training image (± the random sampling jitter)
 TRAINED_PIXEL_SIZE_A = 0.2
@@ -185,13 +186,10 @@ def resolvable_resolution_pm(positions_rc: np.ndarray, pixel_size_A: float, reso
     """``resolution_pm`` capped at :data:`RESOLVABLE_SEPARATION_FWHM` × the closest
     separation of the columns (5th percentile of nearest-neighbour distances), but
     not below ``floor_pm``."""
-    from scipy.spatial import cKDTree
-
-    positions_rc = np.asarray(positions_rc, dtype=np.float64).reshape(-1, 2)
     if len(positions_rc) < 3:
         return float(resolution_pm)
-    d, _ = cKDTree(positions_rc).query(positions_rc, k=2)
-    limit_pm = RESOLVABLE_SEPARATION_FWHM * float(np.percentile(d[:, 1], 5)) * 100.0 * float(pixel_size_A)
+    nearest = nearest_neighbour_distances_px(positions_rc)
+    limit_pm = RESOLVABLE_SEPARATION_FWHM * float(np.percentile(nearest, 5)) * 100.0 * float(pixel_size_A)
     return float(max(min(resolution_pm, limit_pm), floor_pm))
 
 
@@ -208,8 +206,6 @@ def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
     scene whose labelled columns it would merge is simulated again with the FWHM capped
     at :data:`RESOLVABLE_SEPARATION_FWHM` × their closest separation (5th percentile).
     """
-    from scipy.spatial import cKDTree
-
     from .ours import positions_to_frame, resample
 
     rng = np.random.default_rng(seed)
@@ -230,8 +226,7 @@ def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
         images[k] = image
         targets[k] = make_target(positions, image.shape, target, target_px)
         if len(positions) > 2:
-            d, _ = cKDTree(positions).query(positions, k=2)
-            separations.append(float(np.median(d[:, 1])))
+            separations.append(float(np.median(nearest_neighbour_distances_px(positions))))
         if progress is not None and (k + 1) % 50 == 0:
             progress(k + 1, n)
     return images, targets, np.array(separations)
