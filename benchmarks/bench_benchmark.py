@@ -34,6 +34,7 @@ def main(argv=None) -> int:
     from napari_atombench.core.benchmark import resolve_locator, run_benchmark
     from napari_atombench.core.dataset import load_case, open_dataset
     from napari_atombench.core.quality import quality_metrics
+    from napari_atombench.models.registry import get_locator
 
     stages = []
     start = time.perf_counter()
@@ -41,7 +42,7 @@ def main(argv=None) -> int:
     stages.append(("open dataset", time.perf_counter() - start))
     t = time.perf_counter()
     try:
-        locator = resolve_locator(args.model, device="cpu")
+        locator = resolve_locator(args.model, locator_factory=get_locator, device="cpu")
     except Exception as exc:  # noqa: BLE001 - a benchmark script reports and stops
         print(f"cannot load model {args.model!r}: {exc}", file=sys.stderr)
         return 2

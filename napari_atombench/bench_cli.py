@@ -53,8 +53,10 @@ def add_common_run_arguments(parser) -> None:
 
 
 def _run_options(args) -> dict:
+    from .models.registry import get_locator
+
     options = {"scheduler": args.scheduler, "num_workers": args.workers, "paper_compatible": args.paper_compatible,
-               "border_margin_px": args.border_margin_px}
+               "border_margin_px": args.border_margin_px, "locator_factory": get_locator}
     if args.device:
         options["model_options"] = {"device": args.device}
     return options

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__
+from .models.registry import DEFAULT_MODEL
 
 
 class UserError(Exception):
@@ -59,7 +60,7 @@ def _add_view(subparsers) -> None:
     parser.add_argument("image", nargs="?", type=Path, help="image file; default: a bundled sample")
     parser.add_argument("--sample", default="srtio3", help="bundled sample to open (srtio3, ws2)")
     parser.add_argument("--labels", type=Path, help="labels CSV to open as a Points layer")
-    parser.add_argument("--model", default="atombench", help="model to run (default: atombench, ours)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model to run (default: {DEFAULT_MODEL}, ours)")
     parser.add_argument("--no-model", action="store_true", help="only open the image and labels")
     parser.add_argument("--screenshot", type=Path, help="save a PNG of the window and exit")
     parser.set_defaults(func=_run_view)

@@ -58,14 +58,12 @@ SIMULATED_BORDER_MARGIN_PX = 11
 
 def _locator(name: str, shared: Path):
     """(locator, label) for a model name; the cubic row uses ../shared/weights."""
-    from napari_atombench.models import ours
+    from napari_atombench.models.registry import get_locator
 
     if name == "atomnet-cubic":
-        from napari_atombench.models.registry import get_locator
-
         path = shared / "weights" / "cubic-best_weights.pt"
         return get_locator("atomnet-cubic", weights=path, device="cpu"), "atomnet-cubic (original weights)"
-    return ours.get_locator(name, device="cpu"), name
+    return get_locator(name, device="cpu"), name
 
 
 def _score(locator, image, truth, pixel_size_A, border_margin_px: float = 0.0):
@@ -79,10 +77,10 @@ def _score(locator, image, truth, pixel_size_A, border_margin_px: float = 0.0):
 
 
 def _weights_sha(model: str, shared: Path) -> str:
-    from napari_atombench.models import ours
+    from napari_atombench.models.catalogue import weights_path
     from napari_atombench.models.registry import sha256_of
 
-    path = shared / "weights" / "cubic-best_weights.pt" if model == "atomnet-cubic" else ours.weights_path(model)
+    path = shared / "weights" / "cubic-best_weights.pt" if model == "atomnet-cubic" else weights_path(model)
     return sha256_of(path)[:16]
 
 
@@ -235,16 +233,16 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from napari_atombench.models import ours
+    from napari_atombench.models import catalogue
 
     result = evaluate(args.models, args.shared, args.cache)
     cards = {}
-    for name in ours.OUR_MODELS:
-        card = ours._card(ours.OUR_MODELS[name]["filename"])
+    for name, info in catalogue.OUR_MODELS.items():
+        card = catalogue.card(info["filename"])
         if card:
-            card["weights_bytes"] = ours.weights_path(name).stat().st_size
-            if "edge_px" in ours.OUR_MODELS[name]:
-                card["edge_px"] = ours.OUR_MODELS[name]["edge_px"]
+            card["weights_bytes"] = catalogue.weights_path(name).stat().st_size
+            if "edge_px" in info:
+                card["edge_px"] = info["edge_px"]
             cards[name] = card
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_markdown(result, args.out, cards)

@@ -50,11 +50,11 @@ def validation_scenes(n: int = 60, seed: int = VALIDATION_SEED) -> list:
 
 
 def sweep(weights: str | None, scenes: list, thresholds=THRESHOLDS) -> list[dict]:
-    from napari_atombench.models import ours
+    from napari_atombench.models.registry import get_locator
 
     rows = []
     for threshold in thresholds:
-        locator = ours.get_locator("atombench", weights=weights, device="cpu", threshold=threshold)
+        locator = get_locator("atombench", weights=weights, device="cpu", threshold=threshold)
         scores = [
             score_positions(locator.locate(s.image, s.pixel_size_A).positions_rc, s.positions_rc,
                             pixel_size_A=s.pixel_size_A, max_distance_A=0.5, border_margin_px=3,
@@ -84,9 +84,9 @@ def main(argv=None) -> int:
     best = max(rows, key=lambda r: r["f1"])
     print(f"best threshold {best['threshold']} (mean F1 {best['f1']:.4f})")
     if args.write:
-        from napari_atombench.models import ours
+        from napari_atombench.models.catalogue import weights_path
 
-        card_path = ours.weights_path("atombench").with_suffix(".json")
+        card_path = weights_path("atombench").with_suffix(".json")
         card = json.loads(card_path.read_text())
         card["threshold"] = best["threshold"]
         card["threshold_selection"] = (

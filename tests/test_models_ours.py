@@ -9,8 +9,9 @@ torch = pytest.importorskip("torch")
 
 from napari_atombench.core import simulate as sim  # noqa: E402
 from napari_atombench.core.metrics import score_positions  # noqa: E402
-from napari_atombench.models import ours  # noqa: E402
+from napari_atombench.models import catalogue, ours  # noqa: E402
 from napari_atombench.models import train as tr  # noqa: E402
+from napari_atombench.models.registry import DEFAULT_MODEL, REGISTRY, get_locator  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +36,7 @@ def test_quick_training_writes_a_loadable_checkpoint(tmp_path, arch):
     out = _quick(tmp_path, arch, "--steps", "2")
     ckpt = torch.load(out, map_location="cpu", weights_only=True)
     assert ckpt["step"] == 2
-    net = tr.build_network(arch, **(dict(base_channels=16, depth=3) if arch == "atombench_unet" else {}))
+    net = tr.build_architecture(arch, **(dict(base_channels=16, depth=3) if arch == "atombench_unet" else {}))
     net.load_state_dict(ckpt["state_dict"], strict=True)
     assert ckpt["trained_pixel_size_A"] == pytest.approx(tr.TRAINED_PIXEL_SIZE_A)
 
@@ -105,9 +106,9 @@ def test_edge_rule_drops_columns_cut_by_the_border():
     assert (border(ruled.positions_rc) >= 3).all() and ruled.metadata["edge_px"] == 3
     assert len(ruled.positions_rc) == (border(kept_all) >= 3).sum()
     # atombench applies the rule by default, in the input image's pixels; callers can change it
-    assert ours.get_locator("atombench", device="cpu").edge_px == 3
-    assert ours.get_locator("atombench", device="cpu", edge_px=0).edge_px == 0
-    assert ours.get_locator("atomnet-sim", device="cpu").edge_px == -0.5
+    assert get_locator("atombench", device="cpu").edge_px == 3
+    assert get_locator("atombench", device="cpu", edge_px=0).edge_px == 0
+    assert get_locator("atomnet-sim", device="cpu").edge_px == -0.5
 
 
 def test_heatmap_peaks_are_subpixel():
@@ -166,34 +167,34 @@ def test_resample_keeps_pixel_centres():
 # ----------------------------------------------------------------- shipped weights
 
 
-@pytest.mark.parametrize("name", list(ours.OUR_MODELS))
+@pytest.mark.parametrize("name", list(catalogue.OUR_MODELS))
 def test_shipped_weights_load_safely_and_find_columns(name):
-    path = ours.weights_path(name)
+    path = catalogue.weights_path(name)
     assert path.is_file(), f"missing shipped weights {path}"
     state = torch.load(path, map_location="cpu", weights_only=True)
     assert isinstance(state, dict) and state
     s = sim.simulate("srtio3_100", shape=(160, 160), pixel_size_pm=16, dose_e_per_A2=2e4, background=0.2, species=("Sr", "TiO"),
                      rotation_deg=9.0, seed=9001)
-    locator = ours.get_locator(name, device="cpu")
+    locator = get_locator(name, device="cpu")
     result = locator.locate(s.image, s.pixel_size_A)
     score = score_positions(result.positions_rc, s.positions_rc, pixel_size_A=s.pixel_size_A, max_distance_A=0.5)
     assert score.f1 > 0.95, score
 
 
 def test_shipped_weights_are_small():
-    total = sum(ours.weights_path(n).stat().st_size for n in ours.OUR_MODELS if ours.weights_path(n).is_file())
+    paths = [catalogue.weights_path(n) for n in catalogue.OUR_MODELS]
+    total = sum(p.stat().st_size for p in paths if p.is_file())
     assert total <= 30 * 2**20
 
 
 def test_default_model_is_ours():
-    assert ours.DEFAULT_MODEL == "atombench"
-    from napari_atombench.models.registry import REGISTRY
-
+    assert DEFAULT_MODEL == "atombench"
+    assert REGISTRY[DEFAULT_MODEL].family == "atombench"
     assert {"atomnet-sim", "atomsegnet-sim"} <= set(REGISTRY)
 
 
 def test_locate_handles_blank_and_bad_images():
-    locator = ours.get_locator("atombench", device="cpu")
+    locator = get_locator("atombench", device="cpu")
     result = locator.locate(np.zeros((48, 48), np.float32), 0.2)
     assert result.positions_rc.shape == (0, 2)
     bad = np.ones((32, 32), np.float32)
@@ -260,18 +261,18 @@ def test_normalize_window_comes_from_the_training_record(tmp_path):
     out = _quick(tmp_path, "atombench_unet", "--steps", "1", "--normalize-window", "48",
                  "--native-pixel-size", "0.1", "0.3")
     tr.export_weights(out, tmp_path / "w.pt")
-    loc = ours.get_locator("atombench", weights=tmp_path / "w.pt", device="cpu")
+    loc = get_locator("atombench", weights=tmp_path / "w.pt", device="cpu")
     assert loc.inner.normalize_window_px == 48
     config = torch.load(out, weights_only=True)["config"]
     assert '"native_pixel_size_A": [0.1, 0.3]' in config
-    assert ours.get_locator("atombench", weights=tmp_path / "w.pt", device="cpu",
+    assert get_locator("atombench", weights=tmp_path / "w.pt", device="cpu",
                             normalize_window_px=None).inner.normalize_window_px is None
 
 
 def test_atombench_tiles_leave_no_seams():
     image = sim.simulate(crystal="srtio3_100", shape=(403, 397), pixel_size_pm=20, dose_e_per_A2=5e3, seed=3).image
-    whole = ours.get_locator("atombench", device="cpu", sampling_aware=False)
-    tiled = ours.get_locator("atombench", device="cpu", sampling_aware=False, tile_size=256)
+    whole = get_locator("atombench", device="cpu", sampling_aware=False)
+    tiled = get_locator("atombench", device="cpu", sampling_aware=False, tile_size=256)
     steps = []
     np.testing.assert_allclose(tiled.predict_map(image, progress=lambda i, n: steps.append((i, n))),
                                whole.predict_map(image), atol=1e-5)

@@ -86,8 +86,9 @@ def test_dataparallel_prefix_stripped_and_wrong_architecture_refused(tmp_path, c
     torch.save({f"module.{k}": v for k, v in state.items()}, tmp_path / "dp.pt")
     loc = get_locator("atomnet-cubic", weights=tmp_path / "dp.pt", device="cpu")
     assert isinstance(loc, AtomLocator)
-    with pytest.raises(ValueError, match="not a unet checkpoint"):
+    with pytest.raises(ValueError, match="does not fit model 'atomsegnet-gaussianmask'") as info:
         get_locator("atomsegnet-gaussianmask", weights=cubic, device="cpu")
+    assert str(cubic) in str(info.value) and "missing keys: conv1_1.weight" in str(info.value)
 
 
 def test_packaged_weights_register_in_one_line(tmp_path, monkeypatch, cubic):

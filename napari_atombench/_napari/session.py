@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DEFAULT_MODEL = "atombench"
+from ..models.registry import DEFAULT_MODEL
 
 
 def open_session(

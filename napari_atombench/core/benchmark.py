@@ -10,9 +10,10 @@ quality metrics of :mod:`~napari_atombench.core.quality`, ``seconds`` and
 ``error``.
 
 **Models** are :class:`~napari_atombench.models.base.AtomLocator` objects, or
-names resolved lazily (in the worker) by :func:`resolve_locator`: a registry
-name (``napari_atombench.models.registry.get_locator``) or ``module:attribute``
-naming a locator or a factory that returns one.
+names resolved lazily (in the worker) by :func:`resolve_locator`: a name given
+to the caller's ``locator_factory`` (the CLI and the widgets pass
+``napari_atombench.models.registry.get_locator``; this module never imports the
+models) or ``module:attribute`` naming a locator or a factory that returns one.
 
 **Robustness.** A :class:`DegradationSeries` is data: a knob name, its values
 in the order of worsening quality, and one (image, truth_rc, pixel_size_A) per
@@ -37,6 +38,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from .._types import Cancelled, ProgressCallback
 from .dataset import Case, Dataset, load_case, series_dataset
 from .io import atomic_write_text
 from .metrics import PASS_CRITERIA, Score, aggregate_scores, score_positions
@@ -60,8 +62,6 @@ __all__ = [
     "simulated_series",
 ]
 
-ProgressCallback = Callable[[int, int], None]
-
 #: Score columns of a result table, in the order of the Score dataclass.
 SCORE_COLUMNS = tuple(Score.__dataclass_fields__)
 #: Every column of a result table, in order.
@@ -79,8 +79,23 @@ CRITERIA = (
 _LOCATOR_CACHE: dict[str, Any] = {}
 
 
-def resolve_locator(model, **options):
-    """An AtomLocator from an object, a ``module:attribute`` path or a registry name.
+#: ``factory(name, **options) -> AtomLocator`` (e.g. ``models.registry.get_locator``)
+LocatorFactory = Callable[..., Any]
+
+
+def resolve_locator(model, *, locator_factory: LocatorFactory | None = None, **options):
+    """An AtomLocator from an object, a ``module:attribute`` path or a model name.
+
+    Parameters
+    ----------
+    model : AtomLocator, str
+        A locator, ``"module:attribute"`` (a locator or a factory returning one),
+        or a name passed to ``locator_factory``.
+    locator_factory : callable(name, **options), optional
+        Builds a locator from a name (``napari_atombench.models.registry.get_locator``);
+        needed only when ``model`` is a plain name.
+    **options
+        Passed to the factory.
 
     Names are resolved once per process and cached.
     """
@@ -88,7 +103,7 @@ def resolve_locator(model, **options):
         if not hasattr(model, "locate"):
             raise TypeError(f"{model!r} is not an AtomLocator (it has no locate method)")
         return model
-    key = model + repr(sorted(options.items()))
+    key = model + repr(sorted(options.items())) + repr(locator_factory)
     if key in _LOCATOR_CACHE:
         return _LOCATOR_CACHE[key]
     if ":" in model:
@@ -99,14 +114,13 @@ def resolve_locator(model, **options):
             raise ValueError(f"cannot import model {model!r}: {exc}") from None
         locator = target if hasattr(target, "locate") else target(**options)
     else:
-        try:
-            from ..models.registry import get_locator
-        except ImportError as exc:
+        if locator_factory is None:
             raise ValueError(
-                f"model {model!r}: the model registry is not available ({exc}); pass an AtomLocator "
-                "object or 'module:attribute'"
-            ) from None
-        locator = get_locator(model, **options)
+                f"model {model!r} is a name but no locator_factory was given to build it: pass "
+                "locator_factory=napari_atombench.models.registry.get_locator, an AtomLocator object "
+                "or 'module:attribute'"
+            )
+        locator = locator_factory(model, **options)
     if not hasattr(locator, "locate"):
         raise TypeError(f"model {model!r} resolved to {locator!r}, which has no locate method")
     _LOCATOR_CACHE[key] = locator
@@ -138,7 +152,7 @@ def _case_quality(case: Case) -> dict:
 
 
 def _locate_task(case: Case, model, options: dict, score_options: dict, cancelled=None,
-                 torch_threads: int | None = None) -> dict:
+                 torch_threads: int | None = None, locator_factory: LocatorFactory | None = None) -> dict:
     """Run one model on one case; errors are returned, never raised.
 
     ``torch_threads`` is set in worker processes (each would otherwise use every core).
@@ -150,7 +164,7 @@ def _locate_task(case: Case, model, options: dict, score_options: dict, cancelle
     start = time.perf_counter()
     try:
         data = load_case(case)
-        locator = resolve_locator(model, **options)
+        locator = resolve_locator(model, locator_factory=locator_factory, **options)
         row["model"] = model_name(locator) if not isinstance(model, str) else row["model"]
         result = locator.locate(data.image, case.pixel_size_A, cancelled=cancelled)
         row["seconds"] = time.perf_counter() - start
@@ -159,8 +173,6 @@ def _locate_task(case: Case, model, options: dict, score_options: dict, cancelle
                                 image_shape=data.image.shape, **score_options)
         row.update(score.as_dict())
     except Exception as exc:  # noqa: BLE001 - a failing case must not stop the run
-        from ..models.base import Cancelled
-
         if isinstance(exc, Cancelled):
             raise
         row["seconds"] = time.perf_counter() - start
@@ -233,6 +245,7 @@ def run_benchmark(
     max_distance_A: float | None = 0.5,
     paper_compatible: bool = False,
     border_margin_px: float = 0.0,
+    locator_factory: LocatorFactory | None = None,
 ) -> BenchmarkResult:
     """Score every model on every case.
 
@@ -249,15 +262,17 @@ def run_benchmark(
         Called after each finished task (quality and locate tasks both count).
     cancelled : callable() -> bool, optional
         Checked before each task starts; when true the run stops and raises
-        :class:`~napari_atombench.models.base.Cancelled`.
+        :class:`~napari_atombench._types.Cancelled`.
     quality : bool
         Compute the quality metrics (once per case).
     model_options : dict, optional
-        Passed to the registry when models are names (e.g. ``device``).
+        Passed to ``locator_factory`` when models are names (e.g. ``device``).
     max_distance_A, paper_compatible, border_margin_px
         Scoring options (see :func:`~napari_atombench.core.metrics.score_positions`);
         ``border_margin_px`` ignores labels and predictions that close to the border
         (the paper left columns within 11 px of the edge out of its simulated labels).
+    locator_factory : callable(name, **options), optional
+        Builds locators for models given by name (see :func:`resolve_locator`).
 
     Returns
     -------
@@ -283,7 +298,7 @@ def run_benchmark(
     for case in cases:
         for model in models:
             tasks.append(dask.delayed(_locate_task, pure=False)(case, model, options, score_options, inner_cancel,
-                                                                per_process_threads))
+                                                                per_process_threads, locator_factory))
     quality_tasks = [dask.delayed(_case_quality, pure=False)(case) for case in cases] if quality else []
     everything = tasks + quality_tasks
 
@@ -321,8 +336,6 @@ def _compute_local(tasks, scheduler, workers, progress, cancelled):
     class _Progress(Callback):
         def _pretask(self, key, dsk, state):
             if cancelled is not None and cancelled():
-                from ..models.base import Cancelled
-
                 raise Cancelled("benchmark cancelled")
 
         def _posttask(self, key, result, dsk, state, worker_id):
@@ -357,8 +370,6 @@ def _compute_distributed(tasks, address, progress, cancelled):
         for done, future in enumerate(as_completed(futures), start=1):
             if cancelled is not None and cancelled():
                 client.cancel(futures)
-                from ..models.base import Cancelled
-
                 raise Cancelled("benchmark cancelled")
             outputs[index[future.key]] = future.result()
             if progress is not None:

@@ -42,7 +42,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..models.base import Cancelled, ProgressCallback
+from .._types import Cancelled, ProgressCallback
 from ._windows import extract_windows, outside_image
 from .io import as_image_2d
 from .match import nearest_neighbour_distances_px

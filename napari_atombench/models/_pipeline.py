@@ -27,6 +27,7 @@ import numpy as np
 
 from ..core.io import as_image_2d
 from .base import Cancelled, LocateResult, ProgressCallback
+from .registry import COMMON_OPTIONS
 
 FIDELITIES = ("default", "original")
 
@@ -94,6 +95,31 @@ def check_image(image: Any, min_side: int = 8) -> np.ndarray:
     if min(image.shape) < min_side:
         raise ValueError(f"image of {image.shape[0]}x{image.shape[1]} px is too small (need >= {min_side} px)")
     return image
+
+
+def check_rescale(value: Any, model: str) -> float:
+    """``rescale`` as a float; ValueError naming the model unless finite and > 0."""
+    try:
+        factor = float(value)
+    except (TypeError, ValueError):
+        factor = float("nan")
+    if not (math.isfinite(factor) and factor > 0):
+        raise ValueError(f"option rescale for model {model!r} must be a finite number > 0, not {value!r}")
+    return factor
+
+
+def refine_if_asked(image: np.ndarray, positions_rc: np.ndarray, meta: dict, refine: bool) -> np.ndarray:
+    """Gaussian refinement (:func:`~napari_atombench.core.refine.refine_gaussian`) when asked;
+    records ``refined`` and how many columns did not converge in ``meta``."""
+    meta["refined"] = False
+    if not refine or len(positions_rc) == 0:
+        return positions_rc
+    from ..core.refine import refine_gaussian
+
+    result = refine_gaussian(image, positions_rc)
+    meta["refined"] = True
+    meta["refine_not_converged"] = int(np.count_nonzero(np.asarray(result.status) != "converged"))
+    return np.asarray(result.positions_rc, dtype=np.float64).reshape(-1, 2)
 
 
 # ------------------------------------------------------------------ device / speed
@@ -262,7 +288,7 @@ class LocatorBase:
 
     #: option names a family accepts (besides the common ones)
     family_options: tuple[str, ...] = ()
-    common_options = ("rescale", "tile_size", "overlap_px", "refine", "bf16", "channels_last", "threads")
+    common_options = (*COMMON_OPTIONS, "channels_last", "threads")
 
     def __init__(self, spec, net, provenance: dict, *, device="auto", fidelity="default", **options):
         import torch
@@ -271,13 +297,18 @@ class LocatorBase:
             raise ValueError(f"fidelity must be one of {FIDELITIES}, not {fidelity!r}")
         unknown = set(options) - set(self.common_options) - set(self.family_options)
         if unknown:
-            raise ValueError(f"unknown option(s) for {spec.name}: {', '.join(sorted(unknown))}")
+            accepted = ", ".join((*self.common_options, *self.family_options))
+            raise ValueError(f"unknown option(s) for model {spec.name!r}: {', '.join(sorted(unknown))} "
+                             f"(it takes {accepted})")
+        if fidelity == "original" and options.get("refine"):
+            raise ValueError(f"option refine does not apply to model {spec.name!r} with fidelity 'original' "
+                             "(it reproduces the published positions)")
         self.spec = spec
         self.name = spec.name
         self.fidelity = fidelity
         self.device = resolve_device(device)
         self.provenance = dict(provenance)
-        self.rescale = float(options.get("rescale", 1.0) or 1.0)
+        self.rescale = check_rescale(options.get("rescale", 1.0), spec.name)
         self.refine = bool(options.get("refine", False))
         self.bf16 = bool(options.get("bf16", False))
         if self.bf16 and spec.architecture == "nestedunet":
@@ -328,25 +359,6 @@ class LocatorBase:
         meta.update(extra)
         return meta
 
-    def _maybe_refine(self, image: np.ndarray, positions_rc: np.ndarray, meta: dict) -> np.ndarray:
-        if not self.refine or self.fidelity == "original" or len(positions_rc) == 0:
-            meta["refined"] = False
-            return positions_rc
-        try:
-            from ..core.refine import refine_gaussian
-        except ImportError:
-            msg = "refine positions: napari_atombench.core.refine is not available; positions not refined"
-            warnings.warn(msg, stacklevel=3)
-            meta["refined"] = False
-            meta["refine_notice"] = msg
-            return positions_rc
-        result = refine_gaussian(image, positions_rc)
-        refined = getattr(result, "positions_rc", result)
-        if isinstance(refined, tuple):
-            refined = refined[0]
-        meta["refined"] = True
-        return np.asarray(refined, dtype=np.float64).reshape(-1, 2)
-
     @staticmethod
     def _timed(meta: dict, key: str, t0: float) -> float:
         now = time.perf_counter()
@@ -359,7 +371,7 @@ class LocatorBase:
     def locate(self, image, pixel_size_A=None, *, progress=None, cancelled=None) -> LocateResult:
         image = check_image(image)
         prob, positions_rc, meta = self._locate(image, progress, cancelled)
-        positions_rc = self._maybe_refine(image, positions_rc, meta)
+        positions_rc = refine_if_asked(image, positions_rc, meta, self.refine)
         meta["pixel_size_A"] = pixel_size_A
         meta["n_positions"] = int(len(positions_rc))
         return LocateResult(positions_rc=positions_rc, probability_map=prob, metadata=meta)

@@ -11,12 +11,9 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-#: ``progress(done, total)``; long work calls it and stops when ``cancelled()`` says so.
-ProgressCallback = Callable[[int, int], None]
+from .._types import Cancelled, ProgressCallback
 
-
-class Cancelled(Exception):
-    """Raised inside long work when the caller asked to stop."""
+__all__ = ["AtomLocator", "Cancelled", "LocateResult", "ProgressCallback"]
 
 
 @dataclass

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .registry import DEFAULT_MODEL
+
 
 def add_locate(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -13,7 +15,8 @@ def add_locate(subparsers) -> None:
         description="Run an atom-locating model and write x_px,y_px (the image's own frame) to CSV.",
     )
     parser.add_argument("image", type=Path)
-    parser.add_argument("--model", default="atombench", help="registry name (see `atombench models`; default: atombench, ours)")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"registry name (see `atombench models`; default: {DEFAULT_MODEL}, ours)")
     parser.add_argument("--pixel-size-A", dest="pixel_size_A", type=float, help="override the file's pixel size (Å/px)")
     parser.add_argument("--weights", type=Path, help="checkpoint file of the same architecture")
     parser.add_argument("--fidelity", choices=("default", "original"), default="default")

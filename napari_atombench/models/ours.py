@@ -18,27 +18,31 @@ from the pixel size when it is known, else from
 :func:`napari_atombench.core.peaks.estimate_separation` — runs the model and
 maps positions and map back to the input frame.
 
-Use :func:`get_locator` (any registered name; ours are wrapped, the others
-are passed to :func:`napari_atombench.models.registry.get_locator`).
+They are registered in :mod:`napari_atombench.models.catalogue` and built by
+the one factory, :func:`napari_atombench.models.registry.get_locator` (which
+calls :func:`atombench_locator` for the ``atombench`` family).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import time
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ..core.metrics import filter_border
-from ._pipeline import positions_to_frame, reuse_freed_memory, tiled_forward
+from ._pipeline import (
+    autocast_context,
+    check_rescale,
+    positions_to_frame,
+    refine_if_asked,
+    resolve_device,
+    reuse_freed_memory,
+    tiled_forward,
+)
 from .base import LocateResult
-from .registry import PACKAGED_WEIGHTS_DIR, ModelSpec, PackagedWeights, register, sha256_of
-
-#: the model used when none is named (widget, CLI, benchmark)
-DEFAULT_MODEL = "atombench"
+from .registry import ModelSpec, checkpoint_card, load_network, trained_sampling
 
 
 # ---------------------------------------------------------------------------- network
@@ -146,9 +150,10 @@ class SamplingAwareLocator:
     ----------
     inner : AtomLocator
         Works on images at the trained sampling.
-    trained_pixel_size_A : float
-        Å per pixel of the training images.
-    trained_separation_px : float
+    trained_pixel_size_A : float or None
+        Å per pixel of the training images; None: no sampling rule (zoom 1, only
+        ``rescale``).
+    trained_separation_px : float or None
         Typical nearest-column separation in the training images (pixels),
         used when the pixel size is unknown.
     max_side_px : int
@@ -156,19 +161,29 @@ class SamplingAwareLocator:
     edge_px : float
         Drop positions closer than this to the first/last pixel centre of the
         input image (its own pixels); -0.5 keeps everything inside the image.
+    rescale : float
+        Extra resampling factor on top of the sampling rule (as the published
+        families' ``rescale``: > 1 enlarges the image the network sees).
     """
 
-    def __init__(self, inner, trained_pixel_size_A: float, trained_separation_px: float, *, max_side_px: int = 6000,
-                 edge_px: float = -0.5):
+    def __init__(self, inner, trained_pixel_size_A: float | None, trained_separation_px: float | None, *,
+                 max_side_px: int = 6000, edge_px: float = -0.5, rescale: float = 1.0):
         self.inner = inner
         self.name = inner.name
-        self.trained_pixel_size_A = float(trained_pixel_size_A)
-        self.trained_separation_px = float(trained_separation_px)
+        self.trained_pixel_size_A = None if trained_pixel_size_A is None else float(trained_pixel_size_A)
+        self.trained_separation_px = None if trained_separation_px is None else float(trained_separation_px)
         self.max_side_px = int(max_side_px)
         self.edge_px = float(edge_px)
+        self.rescale = check_rescale(rescale, self.name)
 
     def scale_for(self, image: np.ndarray, pixel_size_A: float | None) -> tuple[float, str]:
-        """Zoom factor (output px per input px) and how it was found."""
+        """Zoom factor (output px per input px, ``rescale`` included) and how it was found."""
+        zoom, how = self._sampling_zoom(image, pixel_size_A)
+        return zoom * self.rescale, how
+
+    def _sampling_zoom(self, image: np.ndarray, pixel_size_A: float | None) -> tuple[float, str]:
+        if self.trained_pixel_size_A is None:
+            return 1.0, "off"
         if pixel_size_A is not None and pixel_size_A > 0:
             return float(pixel_size_A) / self.trained_pixel_size_A, "pixel_size"
         sep = _estimate_separation_px(image)
@@ -208,6 +223,8 @@ class SamplingAwareLocator:
             sampling_from=how,
             trained_pixel_size_A=self.trained_pixel_size_A,
             pixel_size_A=pixel_size_A,
+            # a wrapped family applies its own rescale inside: record the product
+            rescale=self.rescale * float(meta.get("rescale", 1.0)),
             edge_px=self.edge_px,
             n_positions=int(len(positions)),
         )
@@ -265,20 +282,23 @@ class AtomBenchLocator:
     :class:`SamplingAwareLocator` for other samplings): standardisation (whole image,
     or in a sliding window the size of the training crops), reflect padding to a
     multiple of the network's downsampling, overlapping tiles for large images,
-    sigmoid heatmap, local maxima + weighted centroids."""
+    sigmoid heatmap, local maxima + weighted centroids; optionally bf16 autocast
+    and the Gaussian refinement the published families use (``refine``)."""
 
     def __init__(self, name: str, net, provenance: dict, *, device: str = "auto", threshold: float = 0.3,
                  min_distance_px: int = 2, tile_size: int = 1024, overlap_px: int = 64,
-                 normalize_window_px: int | None = None):
+                 normalize_window_px: int | None = None, bf16: bool = False, refine: bool = False):
         import torch
-
-        from ._pipeline import resolve_device
 
         self.name = name
         self.device = resolve_device(device)
         self.net = net.to(self.device).eval()
         self.provenance = dict(provenance)
+        if not np.isfinite(threshold):
+            raise ValueError(f"threshold for model {name!r} must be a finite number, not {threshold!r}")
         self.threshold = float(threshold)
+        self.bf16 = bool(bf16)
+        self.refine = bool(refine)
         self.min_distance_px = int(min_distance_px)
         self.tile_size = int(tile_size)
         self.overlap_px = int(overlap_px)
@@ -288,9 +308,9 @@ class AtomBenchLocator:
     def _forward(self, x: np.ndarray, window=None) -> np.ndarray:
         """(h, w) -> (1, h, w) heatmap; h and w multiples of the network's downsampling."""
         torch = self._torch
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast_context(self.device, self.bf16):
             t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None].to(self.device)
-            return torch.sigmoid(self.net(t))[0].float().cpu().numpy()
+            return torch.sigmoid(self.net(t).float())[0].cpu().numpy()
 
     @reuse_freed_memory()
     def predict_map(self, image, *, progress=None, cancelled=None) -> np.ndarray:
@@ -308,7 +328,10 @@ class AtomBenchLocator:
         return y[0, :h, :w]
 
     def locate(self, image, pixel_size_A=None, *, progress=None, cancelled=None) -> LocateResult:
+        from ..core.io import as_image_2d
+
         t0 = time.perf_counter()
+        image = as_image_2d(image, name="image")
         prob = self.predict_map(image, progress=progress, cancelled=cancelled)
         positions = heatmap_peaks(prob, self.threshold, self.min_distance_px)
         meta = {
@@ -316,168 +339,75 @@ class AtomBenchLocator:
             "family": "atombench",
             "device": str(self.device),
             "threshold": self.threshold,
-            "timings_s": {"total": round(time.perf_counter() - t0, 4)},
+            "bf16": self.bf16,
             **self.provenance,
         }
+        positions = refine_if_asked(image, positions, meta, self.refine)
+        meta["timings_s"] = {"total": round(time.perf_counter() - t0, 4)}
         return LocateResult(positions_rc=positions, probability_map=prob, metadata=meta)
 
 
-# -------------------------------------------------------------------- registration
+# ------------------------------------------------------------------------ factory
+
+#: options of :class:`AtomBenchLocator` (plus ``edge_px`` and ``rescale``, applied by the wrapper)
+ATOMBENCH_OPTIONS = ("threshold", "min_distance_px", "tile_size", "overlap_px", "normalize_window_px", "bf16",
+                     "refine")
 
 
-def _card(filename: str) -> dict[str, Any]:
-    """The training record saved next to a weights file (``<stem>.json``)."""
-    path = PACKAGED_WEIGHTS_DIR / (Path(filename).stem + ".json")
-    if path.is_file():
-        return json.loads(path.read_text())
-    return {}
+def card_options(record: dict[str, Any]) -> dict[str, Any]:
+    """Pipeline options a weights card fixes: the standardisation window the weights were
+    trained with and the detection threshold selected for them."""
+    options: dict[str, Any] = {"normalize_window_px": record.get("config", {}).get("normalize_window_px")}
+    if "threshold" in record:
+        options["threshold"] = float(record["threshold"])
+    return options
 
 
-#: name -> (filename, family, architecture, arch_kwargs, description)
-OUR_MODELS: dict[str, dict[str, Any]] = {
-    "atombench": dict(
-        filename="atombench.pt",
-        family="atombench",
-        architecture="atombench_unet",
-        description="our compact U-Net (Gaussian heatmap, sampling-aware), trained on our simulator",
-        # a column centred within 3 px of the border is cut by it: most of its
-        # profile is missing, so it is neither labelled by hand nor reliably placed
-        edge_px=3.0,
-    ),
-    "atomnet-sim": dict(
-        filename="atomnet-sim.pt",
-        family="atomnet",
-        architecture="resatomsegnet_s2",
-        description="AtomNet resatomsegnet_s2 trained on our simulator (binary disks)",
-    ),
-    "atomsegnet-sim": dict(
-        filename="atomsegnet-sim.pt",
-        family="atomsegnet",
-        architecture="unet",
-        description="AtomSegNet UNet trained on our simulator (Gaussian masks)",
-    ),
-}
-
-
-def _register_published_family_models() -> None:
-    for name, info in OUR_MODELS.items():
-        if name in _registered():
-            continue
-        card = _card(info["filename"])
-        register(
-            ModelSpec(
-                name=name,
-                family=info["family"],
-                architecture=info["architecture"],
-                weights=PackagedWeights(info["filename"], sha256=card.get("sha256")),
-                arch_kwargs=card.get("arch_kwargs", {}),
-                options={"threshold": 0.5, "edge_px": 0.5} if info["family"] == "atomnet" else {"edge_px": 0.5},
-                trained_pixel_size_A=card.get("trained_pixel_size_A"),
-                description=info["description"],
-            )
-        )
-
-
-def _registered() -> set[str]:
-    from .registry import REGISTRY
-
-    return set(REGISTRY)
-
-
-_register_published_family_models()
-
-
-def weights_path(name: str) -> Path:
-    return PACKAGED_WEIGHTS_DIR / OUR_MODELS[name]["filename"]
-
-
-def load_atombench_state(path: str | Path) -> tuple[Any, dict]:
-    """Build :class:`AtomBenchUNet` and load a state_dict (fp16 or fp32) strictly."""
-    import torch
-
-    from .registry import load_state_dict
-
-    path = Path(path)
-    card = _card(path.name) if path.parent == PACKAGED_WEIGHTS_DIR else {}
-    state = load_state_dict(path)
-    arch_kwargs = card.get("arch_kwargs") or _infer_unet_kwargs(state)
-    net = build_atombench_unet(**arch_kwargs)
-    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
-    return net, {"weights_path": str(path), "weights_sha256": sha256_of(path), "arch_kwargs": arch_kwargs, "card": card, "torch": torch.__version__}
-
-
-def _infer_unet_kwargs(state: dict) -> dict:
+def _infer_unet_kwargs(state: dict, spec: ModelSpec) -> dict:
+    """Builder arguments of an :class:`AtomBenchUNet` checkpoint without a card."""
+    if "enc.0.0.weight" not in state:
+        found = ", ".join(list(state)[:4]) or "none"
+        raise ValueError(f"weights for model {spec.name!r} are not an {spec.architecture} checkpoint: "
+                         f"no key enc.0.0.weight (first keys: {found})")
     base = int(state["enc.0.0.weight"].shape[0])
     depth = len({k.split(".")[1] for k in state if k.startswith("enc.")}) - 1
     return {"base_channels": base, "depth": depth}
 
 
-def get_locator(name: str = DEFAULT_MODEL, weights: str | Path | None = None, device: str = "auto", *,
-                sampling_aware: bool = True, **options):
-    """A locator for any registered model name (ours are sampling-aware).
+def atombench_locator(spec: ModelSpec, weights=None, *, device: str = "auto", fidelity: str = "default",
+                      download: bool = True, sampling_aware: bool = True, **options):
+    """The ``atombench`` family's locator (called by ``registry.get_locator``).
 
-    Parameters
-    ----------
-    name : str
-        ``atombench`` (default), ``atomnet-sim``, ``atomsegnet-sim`` or any name
-        of :data:`napari_atombench.models.registry.REGISTRY`.
-    weights : path, optional
-        A checkpoint to use instead of the shipped weights (same architecture).
-    device : str
-    sampling_aware : bool
-        Rescale images to the trained sampling (ours only).
-    **options
-        Passed to the underlying locator (e.g. ``threshold``).
+    Options are those of :class:`AtomBenchLocator` plus ``edge_px`` and ``rescale``
+    (applied in the input image's pixels by :class:`SamplingAwareLocator`); any
+    other option raises ``ValueError`` naming it.
     """
-    from . import registry
+    if fidelity != "default":
+        raise ValueError(f"model {spec.name!r} has only the 'default' fidelity, not {fidelity!r} "
+                         "(there is no published original to reproduce)")
+    unknown = sorted(set(options) - set(ATOMBENCH_OPTIONS) - {"edge_px", "rescale"})
+    if unknown:
+        raise ValueError(f"unknown option(s) for model {spec.name!r}: {', '.join(unknown)} "
+                         f"(it takes {', '.join(ATOMBENCH_OPTIONS + ('edge_px', 'rescale'))})")
+    record = checkpoint_card(weights) if weights is not None else {}
 
-    if name not in OUR_MODELS:
-        return registry.get_locator(name, weights, device, **options)
-    info = OUR_MODELS[name]
-    path = Path(weights) if weights is not None else weights_path(name)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights for model {name!r} not found at {path}")
-    card = _card(info["filename"]) if weights is None else _checkpoint_card(path)
-    # atombench's edge rule is applied in the input image's pixels (by the wrapper);
-    # the published families' edge_px stays an option of their own pipeline
-    edge_px = options.pop("edge_px", info["edge_px"]) if "edge_px" in info else -0.5
-    if info["family"] == "atombench":
-        net, provenance = load_atombench_state(path)
-        provenance.pop("card", None)
-        import inspect
+    def arch_kwargs(state: dict) -> dict:
+        return record.get("arch_kwargs") or _infer_unet_kwargs(state, spec)
 
-        # standardise as the weights were trained to expect, and use the detection
-        # threshold selected for them (both recorded in their card)
-        options.setdefault("normalize_window_px", card.get("config", {}).get("normalize_window_px"))
-        if "threshold" in card:
-            options.setdefault("threshold", float(card["threshold"]))
-        # the published families' pipeline options (rescale, bf16, ...) do not apply here
-        accepted = inspect.signature(AtomBenchLocator.__init__).parameters
-        options = {k: v for k, v in options.items() if k in accepted}
-        inner = AtomBenchLocator(name, net, {"weights_source": str(path), **provenance}, device=device, **options)
-    else:
-        inner = registry.get_locator(registry.get_spec(name), str(path) if weights is not None else None, device, **options)
+    net, provenance = load_network(spec, weights, download=download, arch_kwargs=arch_kwargs)
+    defaults = dict(spec.options)
+    if weights is not None:  # the checkpoint's own card, not the shipped weights'
+        defaults = {**{k: v for k, v in defaults.items() if k not in ("threshold", "normalize_window_px")},
+                    **card_options(record)}
+    merged = {**defaults, **options}
+    edge_px = float(merged.pop("edge_px", -0.5))
+    rescale = merged.pop("rescale", 1.0)
+    inner = AtomBenchLocator(spec.name, net, provenance, device=device, **merged)
     if not sampling_aware:
-        return inner
-    return SamplingAwareLocator(
-        inner,
-        trained_pixel_size_A=float(card.get("trained_pixel_size_A", 0.2)),
-        trained_separation_px=float(card.get("trained_separation_px", 14.0)),
-        edge_px=edge_px,
-    )
+        if check_rescale(rescale, spec.name) == 1.0:
+            return inner
+        return SamplingAwareLocator(inner, None, None, rescale=rescale)
+    pixel_size_A, separation_px = trained_sampling(spec, weights)
+    return SamplingAwareLocator(inner, pixel_size_A, separation_px, edge_px=edge_px, rescale=rescale)
 
 
-def _checkpoint_card(path: Path) -> dict:
-    """Sampling info stored in a training checkpoint (``atombench train`` output)."""
-    sidecar = path.with_suffix(".json")
-    if sidecar.is_file():
-        return json.loads(sidecar.read_text())
-    return {}
-
-
-def locate(image, pixel_size_A: float | None = None, model: str = DEFAULT_MODEL, **kwargs) -> LocateResult:
-    """Convenience: ``get_locator(model).locate(image, pixel_size_A)``."""
-    return get_locator(model, **kwargs).locate(image, pixel_size_A)
-
-
-ProgressCallback = Callable[[int, int], None]

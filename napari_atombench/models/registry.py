@@ -1,7 +1,8 @@
 """Named atom-locating models and where their weights come from.
 
 A :class:`ModelSpec` says which network (``architecture``, a key of
-:data:`ARCHITECTURES`), which pipeline family (``"atomnet"`` or ``"atomsegnet"``),
+:data:`ARCHITECTURES`), which pipeline family (``"atomnet"``, ``"atomsegnet"`` or
+``"atombench"``),
 where the default weights are (:class:`UrlWeights`: downloaded with pooch on first
 use and hash-checked; or :class:`PackagedWeights`: a file shipped in
 ``napari_atombench/models/weights/``) and pipeline options (e.g. ``threshold``).
@@ -10,12 +11,15 @@ Registering a model is one line::
     register(ModelSpec(name="atomnet-sim", family="atomnet", architecture="resatomsegnet_s2",
                        weights=PackagedWeights("atomnet-sim.pt", sha256="...")))
 
-:func:`get_locator` builds an :class:`~napari_atombench.models.base.AtomLocator`.
+:func:`get_locator` builds an :class:`~napari_atombench.models.base.AtomLocator`;
+it is the one factory for every model (the models themselves are registered in
+:mod:`napari_atombench.models.catalogue`).
 
 Weights lookup order: an explicit ``weights=`` path (any checkpoint of the same
 architecture), then ``$ATOMBENCH_WEIGHTS_DIR/<file>`` (offline machines), then the
-pooch cache, then a download (``download=False`` forbids it). Every file is read
-with ``torch.load(..., weights_only=True)``.
+pooch cache, then a download (``download=False`` forbids it). A registered file
+(packaged or cached) is checked against its pinned hash before every use; every
+file is read with ``torch.load(..., weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -30,13 +34,17 @@ WEIGHTS_DIR_ENV = "ATOMBENCH_WEIGHTS_DIR"
 #: set to 1 to forbid downloads (tests, offline machines)
 NO_DOWNLOAD_ENV = "ATOMBENCH_NO_DOWNLOAD"
 PACKAGED_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+#: the model used when none is named (CLI, session, widgets, benchmark)
+DEFAULT_MODEL = "atombench"
 
 
 def _architectures() -> dict[str, Callable[..., Any]]:
     from .atomnet import build_atomsegnet, build_resatomsegnet_s2
     from .atomsegnet import build_nestedunet, build_unet
+    from .ours import build_atombench_unet
 
     return {
+        "atombench_unet": build_atombench_unet,
         "atomsegnet": build_atomsegnet,
         "resatomsegnet_s2": build_resatomsegnet_s2,
         "unet": build_unet,
@@ -47,6 +55,8 @@ def _architectures() -> dict[str, Callable[..., Any]]:
 #: architecture name -> builder(**arch_kwargs) -> torch.nn.Module
 ARCHITECTURES: dict[str, Callable[..., Any]] = {}
 FAMILIES = ("atomnet", "atomsegnet", "atombench")  # atombench: our own (models.ours)
+#: options every locator takes; each family adds its own (see the locator classes)
+COMMON_OPTIONS = ("rescale", "refine", "bf16", "tile_size", "overlap_px")
 
 
 def build_architecture(architecture: str, **arch_kwargs):
@@ -100,7 +110,7 @@ class ModelSpec:
     ----------
     name : str
         Registry name, e.g. ``"atomnet-cubic"``.
-    family : {"atomnet", "atomsegnet"}
+    family : {"atomnet", "atomsegnet", "atombench"}
         Which pre/post-processing pipeline runs it.
     architecture : str
         Key of :data:`ARCHITECTURES`.
@@ -111,8 +121,12 @@ class ModelSpec:
     options : dict
         Default pipeline options (``threshold``, ``tile_size``, ``overlap_px``, ...).
     trained_pixel_size_A : float or None
-        Sampling the weights were trained at; when set and ``locate`` gets a pixel
-        size, the default pipeline rescales the image to it.
+        Sampling the weights were trained at (Å/px); when set, :func:`get_locator`
+        wraps the locator in :class:`~napari_atombench.models.ours.SamplingAwareLocator`,
+        which rescales each image to it.
+    trained_separation_px : float or None
+        Typical nearest-column separation of the training images (px), the
+        sampling rule when an image's pixel size is unknown.
     description : str
         One line for listings.
     """
@@ -124,6 +138,7 @@ class ModelSpec:
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     trained_pixel_size_A: float | None = None
+    trained_separation_px: float | None = None
     description: str = ""
 
     def __post_init__(self):
@@ -147,6 +162,7 @@ def register(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
 
 
 def get_spec(name: str) -> ModelSpec:
+    """The registered spec called ``name`` (ValueError listing the known names otherwise)."""
     try:
         return REGISTRY[name]
     except KeyError:
@@ -174,16 +190,60 @@ def git_blob_sha1_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+class CorruptWeightsError(ValueError):
+    """A weights file does not match the hash pinned for it."""
+
+
+def _fix_hint(path: Path, source: UrlWeights | PackagedWeights) -> str:
+    if isinstance(source, PackagedWeights):
+        return "reinstall napari-atombench (pip install --force-reinstall napari-atombench)"
+    return f"delete {path} so that it is downloaded again from {source.url}"
+
+
 def verify_file(path: Path, source: UrlWeights | PackagedWeights) -> str:
-    """Check ``path`` against the source's pinned hashes; returns its SHA-256."""
+    """Check ``path`` against the source's pinned hashes; returns its SHA-256.
+
+    Raises
+    ------
+    CorruptWeightsError
+        One line naming the file, the expected and actual hash and how to fix it.
+    """
     sha256 = sha256_of(path)
     expected = getattr(source, "sha256", None)
     if expected and sha256 != expected:
-        raise ValueError(f"{path}: SHA-256 {sha256} does not match the pinned {expected}")
+        raise CorruptWeightsError(
+            f"weights file {path} is corrupt or altered: SHA-256 {sha256}, expected {expected}; "
+            f"{_fix_hint(Path(path), source)}"
+        )
     blob = getattr(source, "git_blob_sha1", None)
-    if blob and not expected and git_blob_sha1_of(path) != blob:
-        raise ValueError(f"{path}: git blob SHA-1 does not match the pinned {blob}")
+    if blob and not expected:
+        actual = git_blob_sha1_of(path)
+        if actual != blob:
+            raise CorruptWeightsError(
+                f"weights file {path} is corrupt or altered: git blob SHA-1 {actual}, expected {blob}; "
+                f"{_fix_hint(Path(path), source)}"
+            )
     return sha256
+
+
+#: (path, size, mtime_ns) -> whether it matched its pinned hash, so listings hash each file once
+_VERIFIED: dict[tuple[str, int, int], bool] = {}
+
+
+def file_matches(path: Path, source: UrlWeights | PackagedWeights) -> bool:
+    """Whether ``path`` exists and matches its pinned hash (remembered per file version)."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return False
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _VERIFIED:
+        try:
+            verify_file(Path(path), source)
+            _VERIFIED[key] = True
+        except (CorruptWeightsError, OSError):
+            _VERIFIED[key] = False
+    return _VERIFIED[key]
 
 
 def cache_dir() -> Path:
@@ -255,15 +315,19 @@ def _download(spec: ModelSpec, src: UrlWeights, tried: list[Path]) -> Path:
 
 
 def is_cached(spec: ModelSpec) -> bool:
-    """Whether the default weights are available without a download."""
+    """Whether the default weights are available without a download, and intact."""
     src = spec.weights
     if src is None:
         return False
     if isinstance(src, PackagedWeights):
-        return src.path.is_file()
+        return file_matches(src.path, src)
     env_dir = os.environ.get(WEIGHTS_DIR_ENV)
     paths = ([Path(env_dir) / src.filename] if env_dir else []) + [cache_dir() / src.filename]
-    return any(p.is_file() for p in paths)
+    # the first existing file is the one resolve_weights would use
+    for path in paths:
+        if path.is_file():
+            return file_matches(path, src)
+    return False
 
 
 def load_state_dict(path: str | os.PathLike) -> dict:
@@ -279,38 +343,86 @@ def load_state_dict(path: str | os.PathLike) -> dict:
     return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in obj.items()}
 
 
-def load_network(spec: ModelSpec | str, weights: str | os.PathLike | None = None, *, download: bool = True):
-    """Build ``spec``'s network and load its weights strictly.
+def checkpoint_card(path: str | os.PathLike) -> dict[str, Any]:
+    """The record saved beside a checkpoint (``<stem>.json``: sampling, threshold, ...), or {}."""
+    import json
+
+    sidecar = Path(path).with_suffix(".json")
+    if sidecar.is_file():
+        return json.loads(sidecar.read_text())
+    return {}
+
+
+def _key_list(keys: list[str], n: int = 4) -> str:
+    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def load_weights_into(net, state: dict, spec: ModelSpec, path: str | os.PathLike) -> None:
+    """Load ``state`` into ``net`` strictly; a mismatch names the model, the file and the keys."""
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    problems = [f"{label}: {_key_list(keys)}" for label, keys in
+                (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", shapes)) if keys]
+    if problems:
+        raise ValueError(
+            f"weights file {path} does not fit model {spec.name!r} (architecture {spec.architecture}): "
+            f"{'; '.join(problems)}; pass weights trained for this architecture"
+        )
+    net.load_state_dict(state, strict=True)
+
+
+def load_network(
+    spec: ModelSpec | str,
+    weights: str | os.PathLike | None = None,
+    *,
+    download: bool = True,
+    arch_kwargs: Callable[[dict], dict] | None = None,
+):
+    """Build ``spec``'s network and load its (hash-checked) weights strictly.
+
+    Parameters
+    ----------
+    spec : ModelSpec or str
+    weights : path, optional
+        Any checkpoint of the architecture instead of the registered weights.
+    download : bool
+        Allow downloading registered weights.
+    arch_kwargs : callable(state_dict) -> dict, optional
+        Builder arguments for an explicit ``weights`` file (default: the spec's).
 
     Returns
     -------
     (network, provenance) : (torch.nn.Module, dict)
-        ``provenance`` has ``weights_source``, ``weights_path`` and ``weights_sha256``.
+        ``provenance`` has ``weights_source``, ``weights_path``, ``weights_sha256``
+        and ``arch_kwargs``.
     """
     spec = get_spec(spec) if isinstance(spec, str) else spec
     path, source = resolve_weights(spec, weights, download=download)
-    net = spec.build()
     state = load_state_dict(path)
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise ValueError(
-            f"{path} is not a {spec.architecture} checkpoint for {spec.name!r}: {first}"
-        ) from None
-    return net, {"weights_source": source, "weights_path": str(path), "weights_sha256": sha256_of(path)}
+    kwargs = arch_kwargs(state) if (arch_kwargs is not None and weights is not None) else spec.arch_kwargs
+    net = build_architecture(spec.architecture, **kwargs)
+    load_weights_into(net, state, spec, path)
+    provenance = {"weights_source": source, "weights_path": str(path), "weights_sha256": sha256_of(path)}
+    if kwargs:
+        provenance["arch_kwargs"] = dict(kwargs)
+    return net, provenance
 
 
 def get_locator(
-    name: str | ModelSpec,
+    name: str | ModelSpec = DEFAULT_MODEL,
     weights: str | os.PathLike | None = None,
     device: str = "auto",
     fidelity: str = "default",
     *,
     download: bool = True,
+    sampling_aware: bool | None = None,
     **options,
 ):
-    """An :class:`~napari_atombench.models.base.AtomLocator` for the named model.
+    """An :class:`~napari_atombench.models.base.AtomLocator` for any model: the one factory.
 
     Parameters
     ----------
@@ -321,24 +433,56 @@ def get_locator(
     device : {"auto", "cpu", "cuda", "mps", ...}
         ``auto`` picks CUDA, then MPS, then CPU.
     fidelity : {"default", "original"}
-        ``original`` reproduces the published wrapper bit for bit; ``default`` is
-        the improved pipeline (original image frame, weighted centroids, tiling).
+        ``original`` reproduces the published wrapper bit for bit (published
+        families only); ``default`` is the improved pipeline (original image
+        frame, weighted centroids, tiling).
+    download : bool
+        Allow downloading registered weights.
+    sampling_aware : bool, optional
+        Rescale images to the sampling the weights were trained at; default: yes
+        when the spec records one (ours), and an error when asked of a model
+        that records none.
     **options
-        Pipeline options overriding the spec's (``threshold``, ``tile_size``,
-        ``rescale``, ``refine``, ``bf16``, ...).
+        Pipeline options overriding the spec's: :data:`COMMON_OPTIONS` and the
+        family's own (``threshold``, ``edge_px``, ...). Each is applied; an option
+        the model cannot apply raises ``ValueError`` naming it and the model.
+
+    Returns
+    -------
+    AtomLocator
     """
     spec = name if isinstance(name, ModelSpec) else get_spec(name)
-    # A name of ours goes through models.ours, which wraps the family locator in the
-    # sampling-aware one; it calls back here with the spec (not the name) for the network.
-    if spec.family == "atombench" or (not isinstance(name, ModelSpec) and name in _ours.OUR_MODELS):
-        return _ours.get_locator(spec.name, weights, device, **options)
+    if sampling_aware and spec.trained_pixel_size_A is None:
+        raise ValueError(f"sampling_aware=True: model {spec.name!r} records no trained sampling to rescale to")
+    wrap = spec.trained_pixel_size_A is not None and sampling_aware is not False
+    if spec.family == "atombench":
+        from .ours import atombench_locator
+
+        return atombench_locator(spec, weights, device=device, fidelity=fidelity, download=download,
+                                 sampling_aware=wrap, **options)
     net, provenance = load_network(spec, weights, download=download)
     merged = {**spec.options, **options}
     if spec.family == "atomnet":
         from .atomnet import AtomNetLocator as cls
     else:
         from .atomsegnet import AtomSegNetLocator as cls
-    return cls(spec, net, provenance, device=device, fidelity=fidelity, **merged)
+    locator = cls(spec, net, provenance, device=device, fidelity=fidelity, **merged)
+    if not wrap:
+        return locator
+    from .ours import SamplingAwareLocator
+
+    # the family keeps its own edge rule (edge_px) and rescale option inside
+    pixel_size_A, separation_px = trained_sampling(spec, weights)
+    return SamplingAwareLocator(locator, pixel_size_A, separation_px)
+
+
+def trained_sampling(spec: ModelSpec, weights: str | os.PathLike | None = None) -> tuple[float, float]:
+    """(Å/px, nearest-column separation in px) the weights were trained at: the spec's for
+    its own weights, the checkpoint's record for others (0.2 Å/px and 14 px if it has none)."""
+    if weights is None and spec.trained_pixel_size_A is not None:
+        return float(spec.trained_pixel_size_A), float(spec.trained_separation_px or 14.0)
+    record = checkpoint_card(weights) if weights is not None else {}
+    return float(record.get("trained_pixel_size_A", 0.2)), float(record.get("trained_separation_px", 14.0))
 
 
 def list_models() -> list[dict[str, Any]]:
@@ -354,70 +498,3 @@ def list_models() -> list[dict[str, Any]]:
         }
         for s in REGISTRY.values()
     ]
-
-
-# --------------------------------------------------------------------- published models
-
-_AICRYST = "https://raw.githubusercontent.com/pycroscopy/AICrystallographer/master/AtomNet/saved_models/"
-_ATOMSEGNET = "https://raw.githubusercontent.com/xinhuolin/AtomSegNet/master/model_weights/"
-
-register(
-    ModelSpec(
-        name="atomnet-cubic",
-        family="atomnet",
-        architecture="resatomsegnet_s2",
-        weights=UrlWeights(
-            url=_AICRYST + "cubic-best_weights.pt",
-            filename="cubic-best_weights.pt",
-            sha256="dc305d6f48bb3e6a22fd91385ef561b4425e73e74a9ecaf8b206a86bbe327c35",
-            git_blob_sha1="2604d2a2b412db2fa5b1f57d3c06caf1a3523199",
-            size=4034538,
-        ),
-        options={"threshold": 0.5},
-        description="AtomNet resatomsegnet_s2, 'cubic' weights (Ziatdinov et al.)",
-    )
-)
-register(
-    ModelSpec(
-        name="atomnet-hexagonal",
-        family="atomnet",
-        architecture="atomsegnet",
-        weights=UrlWeights(
-            url=_AICRYST + "G-Si-DFT0-1-4-best_weights.pt",
-            filename="G-Si-DFT0-1-4-best_weights.pt",
-            git_blob_sha1="012f4f6417eb78aa6ff900ef95985733505d06bf",
-        ),
-        options={"threshold": 0.5},
-        description="AtomNet atomsegnet, 'hexagonal' graphene weights (Ziatdinov et al.)",
-    )
-)
-register(
-    ModelSpec(
-        name="atomsegnet-gaussianmask",
-        family="atomsegnet",
-        architecture="unet",
-        weights=UrlWeights(
-            url=_ATOMSEGNET + "gaussianMask%2B.pth",
-            filename="gaussianMask+.pth",
-            git_blob_sha1="04464d67b166dfe32eba05b81e3e70aa4fda1bf1",
-        ),
-        description="AtomSegNet UNet, 'gaussianMask+' weights (Lin, Ge & Xin)",
-    )
-)
-register(
-    ModelSpec(
-        name="atomsegnet-superresolution",
-        family="atomsegnet",
-        architecture="nestedunet",
-        weights=UrlWeights(
-            url=_ATOMSEGNET + "Gen1-noNoiseNoBackgroundSuperresolution.pth",
-            filename="Gen1-noNoiseNoBackgroundSuperresolution.pth",
-            git_blob_sha1="89f6f24ccfae4a281bb0cf7d343b5bd40320ec03",
-        ),
-        description="AtomSegNet NestedUNet, 'superresolution' weights (Lin, Ge & Xin)",
-    )
-)
-
-
-# Register our shipped weights (atombench, atomnet-sim, atomsegnet-sim) beside the published ones.
-from . import ours as _ours  # noqa: E402

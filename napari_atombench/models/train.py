@@ -32,6 +32,7 @@ import numpy as np
 
 from ..core import simulate as sim
 from ..core.match import nearest_neighbour_distances_px
+from .registry import build_architecture
 
 #: Å per pixel of every training image (± the random sampling jitter)
 TRAINED_PIXEL_SIZE_A = 0.2
@@ -275,17 +276,6 @@ def augment(images: np.ndarray, targets: np.ndarray, rng: np.random.Generator):
 # --------------------------------------------------------------------------- network
 
 
-def build_network(architecture: str, **arch_kwargs):
-    """A fresh network: ours (``atombench_unet``) or one of the registry's architectures."""
-    if architecture == "atombench_unet":
-        from .ours import build_atombench_unet
-
-        return build_atombench_unet(**arch_kwargs)
-    from .registry import build_architecture
-
-    return build_architecture(architecture, **arch_kwargs)
-
-
 def _init_output_bias(net) -> None:
     """Start the output near "no atom" (most pixels are background).
 
@@ -345,7 +335,7 @@ def train(
         torch.set_num_threads(int(config.threads))
     device = _resolve_device(config.device)
     torch.manual_seed(config.seed)
-    net = build_network(config.architecture, **config.arch_kwargs)
+    net = build_architecture(config.architecture, **config.arch_kwargs)
     _init_output_bias(net)
     net = net.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-4)

@@ -41,6 +41,7 @@ from qtpy.QtWidgets import (
 from ..core.benchmark import CRITERIA, DEFAULT_KNOBS, build_series, parse_knob, run_benchmark, run_robustness
 from ..core.dataset import Dataset, load_case, open_dataset, series_dataset
 from ..core.quality import quality_metrics
+from ..models.registry import get_locator
 
 SOURCES = ("Folder dataset", "wei_atom.h5", "Simulated series")
 QUALITY_SHOWN = (
@@ -325,9 +326,10 @@ class BenchmarkWidget(QWidget):
         def compute():
             if series:
                 result, cutoffs = run_robustness(series, models, progress=progress, cancelled=cancelled,
-                                                 quality=False)
+                                                 quality=False, locator_factory=get_locator)
                 return "series", result, cutoffs
-            return "cases", run_benchmark(cases, models, progress=progress, cancelled=cancelled, quality=False), None
+            return "cases", run_benchmark(cases, models, progress=progress, cancelled=cancelled, quality=False,
+                                          locator_factory=get_locator), None
 
         def done(output):
             kind, first, cutoffs = output
