@@ -25,6 +25,7 @@ from napari_atombench.models.registry import (
     resolve_weights,
 )
 from napari_atombench.sample_data import sample_paths
+from numerics import assert_positions_agree, fp32_network_tolerance
 
 torch.set_num_threads(1)
 CUBIC_SHA256 = "dc305d6f48bb3e6a22fd91385ef561b4425e73e74a9ecaf8b206a86bbe327c35"
@@ -148,9 +149,15 @@ def test_tiled_equals_untiled(big_image, model, cubic, shared_dir):
     a = whole.locate(big_image.image)
     b = tiled.locate(big_image.image, progress=lambda d, t: calls.append((d, t)))
     assert calls[-1][0] == calls[-1][1] > 1  # really tiled, progress per tile
-    np.testing.assert_allclose(b.probability_map, a.probability_map, atol=1e-4)
-    assert len(a.positions_rc) == len(b.positions_rc) > 100
-    np.testing.assert_allclose(b.positions_rc, a.positions_rc, atol=1e-3)
+    # a tile sums the same terms as the whole image, in another blocking: fp32
+    # accumulation error only (tests/numerics.py), with the overlap covering the
+    # receptive field
+    np.testing.assert_allclose(b.probability_map, a.probability_map, atol=fp32_network_tolerance(whole.net))
+    assert len(a.positions_rc) > 100
+    # a map value moving by ~1e-5 can tip a centroid tie (seen: 2 of 5,678 moved by
+    # 0.025 px on another CPU): a few may move, by well under a pixel; none may vanish
+    assert_positions_agree(a.positions_rc, b.positions_rc, max_moved=max(3, len(a.positions_rc) // 500),
+                           max_shift_px=0.25)
 
 
 def test_default_positions_in_image_frame_and_near_truth(big_image, cubic):
@@ -192,17 +199,13 @@ def test_cancel_stops_between_tiles(big_image, cubic):
     assert seen == [1, 2]
 
 
-def test_refine_option_without_refiner_is_a_clear_notice(big_image, cubic):
-    loc = get_locator("atomnet-cubic", cubic, device="cpu", refine=True)
-    try:
-        import napari_atombench.core.refine  # noqa: F401
-    except ImportError:
-        with pytest.warns(UserWarning, match="not refined"):
-            res = loc.locate(big_image.image)
-        assert res.metadata["refined"] is False and "refine_notice" in res.metadata
-    else:
-        res = loc.locate(big_image.image)
-        assert res.metadata["refined"] is True
+def test_refine_option_refines(big_image, cubic):
+    plain = get_locator("atomnet-cubic", cubic, device="cpu").locate(big_image.image)
+    res = get_locator("atomnet-cubic", cubic, device="cpu", refine=True).locate(big_image.image)
+    assert res.metadata["refined"] is True and plain.metadata["refined"] is False
+    assert not np.array_equal(res.positions_rc, plain.positions_rc)
+    with pytest.raises(ValueError, match="refine does not apply .* fidelity 'original'"):
+        get_locator("atomnet-cubic", cubic, device="cpu", fidelity="original", refine=True)
 
 
 def test_bf16_keeps_positions(big_image, cubic):

@@ -363,12 +363,13 @@ def card_options(record: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def _infer_unet_kwargs(state: dict, spec: ModelSpec) -> dict:
+def _infer_unet_kwargs(state: dict, spec: ModelSpec, path) -> dict:
     """Builder arguments of an :class:`AtomBenchUNet` checkpoint without a card."""
     if "enc.0.0.weight" not in state:
         found = ", ".join(list(state)[:4]) or "none"
-        raise ValueError(f"weights for model {spec.name!r} are not an {spec.architecture} checkpoint: "
-                         f"no key enc.0.0.weight (first keys: {found})")
+        raise ValueError(f"weights file {path} does not fit model {spec.name!r} (architecture "
+                         f"{spec.architecture}): no key enc.0.0.weight (first keys: {found}); pass weights "
+                         "trained for this architecture")
     base = int(state["enc.0.0.weight"].shape[0])
     depth = len({k.split(".")[1] for k in state if k.startswith("enc.")}) - 1
     return {"base_channels": base, "depth": depth}
@@ -392,7 +393,7 @@ def atombench_locator(spec: ModelSpec, weights=None, *, device: str = "auto", fi
     record = checkpoint_card(weights) if weights is not None else {}
 
     def arch_kwargs(state: dict) -> dict:
-        return record.get("arch_kwargs") or _infer_unet_kwargs(state, spec)
+        return record.get("arch_kwargs") or _infer_unet_kwargs(state, spec, weights)
 
     net, provenance = load_network(spec, weights, download=download, arch_kwargs=arch_kwargs)
     defaults = dict(spec.options)
