@@ -1,7 +1,11 @@
 """The published networks against the ORIGINAL code's outputs in ../shared/fixtures/models.
 
-For every case × input: network input exact, network output within 1e-5 (1e-6 for
-plain C), raw map, intermediates, and the original-fidelity coordinates exactly equal.
+For every case × input: network input exact (integer steps: guaranteed on every CPU);
+network output and raw map within the fp32 accumulation tolerance of
+``tests/numerics.py`` (the fixtures were computed on another CPU, whose kernels sum in
+another order); integer intermediates exact, except pixels that sit within that
+tolerance of a uint8 step or a threshold; coordinates exactly equal when the integer
+intermediates are, else matched one to one with a few allowed to move slightly.
 One forward pass per case (cached), so the file stays fast.
 """
 
@@ -17,7 +21,7 @@ from napari_atombench.models.atomnet import find_atoms_original, normalise_minma
 from napari_atombench.models.atomsegnet import lin_centroids_original, lin_segment, pad_lin
 from napari_atombench.models.registry import ModelSpec, get_locator, load_state_dict
 
-from numerics import fp32_network_tolerance
+from numerics import assert_positions_agree, fp32_network_tolerance, near_uint8_step
 
 torch.set_num_threads(1)
 
@@ -30,7 +34,6 @@ CASES = {
     "D_resatomsegnet_s2_cubic": ("atomnet", "resatomsegnet_s2", {}),
     "C_bfo_atomsegnet3": ("atomnet", "atomsegnet", {"nb_classes": 3, "nb_filters": 16}),
 }
-NET_ATOL = {"C_atomsegnet": 1e-6}
 
 
 def _params():
@@ -117,34 +120,51 @@ def test_fixture_case(models_dir, case, inp):
     ref_in = _ref(models_dir, case, inp, "net_input.npy")
     assert got["net_input"].shape == ref_in.shape
     assert np.array_equal(got["net_input"], ref_in)
-    # network output
-    atol = NET_ATOL.get(case, 1e-5)
+    # network output: fp32 accumulation error of two evaluations (logits: relative)
+    tol = fp32_network_tolerance(_locator(models_dir, case).net)
     ref_out = _ref(models_dir, case, inp, "net_output.npy")
     assert got["net_output"].shape == ref_out.shape
-    np.testing.assert_allclose(got["net_output"], ref_out, rtol=0, atol=atol)
-    np.testing.assert_allclose(got["rawmap"], _ref(models_dir, case, inp, "rawmap.npy"), rtol=0, atol=atol)
+    np.testing.assert_allclose(got["net_output"], ref_out, rtol=tol, atol=tol)
+    ref_raw = _ref(models_dir, case, inp, "rawmap.npy")
+    np.testing.assert_allclose(got["rawmap"], ref_raw, rtol=tol, atol=tol)
     # intermediates, to localise a difference
     post = np.load(models_dir / "outputs" / f"{case}__{inp}__post.npz")
     assert np.array_equal(got["img8"], post["img8"])
     if "model_output_u8" in post:
-        # maps agree to ~1e-6; a few pixels sitting on a uint8 step may round the other
-        # way (spec §7: ~30 pixels lie within 1e-6 of a step): allow a handful, by 1
+        # pixels within the tolerance of a uint8 step may round the other way (spec §7:
+        # ~30 lie within 1e-6 of one), by one step; no other pixel may differ
         diff = got["inter"]["model_output_u8"].astype(int) - post["model_output_u8"]
-        assert np.abs(diff).max() <= 1 and np.count_nonzero(diff) <= 10
-        for key in ("markers", "watershed", "filled", "labels"):
-            assert np.array_equal(got["inter"][key], post[key]), key
+        assert np.abs(diff).max() <= 1
+        assert not (diff != 0)[~near_uint8_step(np.maximum(ref_raw, 0), tol)].any()
+        same_integers = not diff.any()
+        if same_integers:  # the integer steps that follow are then exact
+            for key in ("markers", "watershed", "filled", "labels"):
+                assert np.array_equal(got["inter"][key], post[key]), key
     else:
         np.testing.assert_array_equal(got["net_input"][0, 0], post["net_input_nhwc"][0, ..., 0])
-        for key in post:
-            if key.endswith(tuple(f"_ch{k}" for k in range(4))):
-                ours = got["inter"][key.replace("_chk", "_ch")]
-                assert np.array_equal(ours, post[key]), key
-        np.testing.assert_array_equal(got["rcc"], _ref(models_dir, case, inp, "find_atoms_rcc.npy"))
-    # coordinates: count and positions exactly equal (step by step, and via locate())
+        # a pixel may cross the 0.5 threshold only if its map value is within tol of it
+        same_integers = True
+        for key in sorted(k for k in post if k.startswith("binary_ch")):
+            flipped = got["inter"][key] != post[key]
+            near = np.abs(ref_raw[0, ..., int(key[-1])] - 0.5) <= 2 * tol
+            assert not flipped[~near].any(), key
+            same_integers &= not flipped.any()
+        if same_integers:
+            for key in post:
+                if key.startswith(("labels_ch", "com_rc_before_edge_ch")):
+                    assert np.array_equal(got["inter"][key], post[key]), key
+            np.testing.assert_array_equal(got["rcc"], _ref(models_dir, case, inp, "find_atoms_rcc.npy"))
+    # coordinates: exactly equal (step by step, and via locate()) when the integer
+    # intermediates are; else one-to-one, a few moved by a boundary pixel
     ref_xy = _ref(models_dir, case, inp, "coords_xy.npy")
-    assert got["coords_xy"].shape == ref_xy.shape
-    assert np.array_equal(got["coords_xy"], ref_xy)
-    assert np.array_equal(got["result"].positions_rc[:, ::-1].T, ref_xy)
+    if same_integers:
+        assert got["coords_xy"].shape == ref_xy.shape
+        assert np.array_equal(got["coords_xy"], ref_xy)
+        assert np.array_equal(got["result"].positions_rc[:, ::-1].T, ref_xy)
+    else:
+        for found in (got["coords_xy"][::-1].T, got["result"].positions_rc):
+            assert_positions_agree(found, ref_xy[::-1].T, max_moved=max(2, ref_xy.shape[1] // 50),
+                                   max_shift_px=1.0, max_unmatched=1)
 
 
 @pytest.mark.parametrize("inp", ["lattice_256", "lattice_203x317"])
@@ -197,4 +217,5 @@ def test_default_nestedunet_keeps_train_mode_bn(models_dir):
     assert loc.net.training
     image = np.load(models_dir / "inputs" / "lattice_256.npy")
     prob = loc.predict_map(image)
-    np.testing.assert_allclose(prob, _ref(models_dir, "B_nestedunet", "lattice_256", "rawmap.npy"), atol=1e-5)
+    ref = _ref(models_dir, "B_nestedunet", "lattice_256", "rawmap.npy")
+    np.testing.assert_allclose(prob, ref, rtol=0, atol=fp32_network_tolerance(loc.net))
