@@ -109,5 +109,14 @@ def test_options_that_cannot_apply_are_refused():
         get_locator("atombench", device="cpu", fidelity="original")
     with pytest.raises(ValueError, match="records no trained sampling"):
         get_locator(get_spec("atomnet-cubic"), device="cpu", sampling_aware=True)
-    with pytest.raises(ValueError, match="finite"):
-        get_locator("atombench", device="cpu", threshold=float("nan"))
+    for name in ("atombench", "atomnet-sim"):
+        with pytest.raises(ValueError, match=f"threshold for model '{name}' must be a finite"):
+            get_locator(name, device="cpu", threshold=float("nan"))
+
+
+def test_explicit_edge_rule_applies_without_the_sampling_rule(scene):
+    kept = get_locator("atombench", device="cpu", sampling_aware=False).locate(scene.image)
+    ruled = get_locator("atombench", device="cpu", sampling_aware=False, edge_px=10).locate(scene.image)
+    assert ruled.metadata["edge_px"] == 10 and ruled.metadata["sampling_from"] == "off"
+    border = np.minimum(ruled.positions_rc, np.array(scene.image.shape) - 1 - ruled.positions_rc).min(axis=1)
+    assert (border >= 10).all() and len(ruled.positions_rc) < len(kept.positions_rc)

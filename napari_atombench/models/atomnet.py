@@ -329,6 +329,8 @@ class AtomNetLocator(LocatorBase):
             if isinstance(block, UpsampleBlock):
                 block.conv_first = self.fidelity == "default"
         self.threshold = float(self.options.get("threshold", 0.5))
+        if not np.isfinite(self.threshold):
+            raise ValueError(f"threshold for model {spec.name!r} must be a finite number, not {self.threshold!r}")
         self.edge_px = float(self.options.get("edge_px", 4))
         d = int(self.net.downsampling)
         self.stride = d

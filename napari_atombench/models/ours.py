@@ -405,9 +405,11 @@ def atombench_locator(spec: ModelSpec, weights=None, *, device: str = "auto", fi
     rescale = merged.pop("rescale", 1.0)
     inner = AtomBenchLocator(spec.name, net, provenance, device=device, **merged)
     if not sampling_aware:
-        if check_rescale(rescale, spec.name) == 1.0:
+        # no sampling rule; the wrapper still applies an explicit rescale or edge rule
+        if check_rescale(rescale, spec.name) == 1.0 and "edge_px" not in options:
             return inner
-        return SamplingAwareLocator(inner, None, None, rescale=rescale)
+        return SamplingAwareLocator(inner, None, None, rescale=rescale,
+                                    edge_px=float(options.get("edge_px", -0.5)))
     pixel_size_A, separation_px = trained_sampling(spec, weights)
     return SamplingAwareLocator(inner, pixel_size_A, separation_px, edge_px=edge_px, rescale=rescale)
 
