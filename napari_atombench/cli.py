@@ -1,14 +1,26 @@
 """The ``atombench`` command line.
 
 Each subcommand is a ``_add_<name>(subparsers)`` function that registers its
-parser and sets ``func``; :data:`COMMANDS` lists them in help order. Errors a
-user can fix (bad file, bad option) are printed as one line and exit with 2.
+parser and sets ``func``; :data:`COMMANDS` lists them in help order.
+
+Errors a user can fix (bad file, bad option) are printed as ONE line,
+``atombench <command>: error: <what>: <why>``, and exit with 2; :func:`main`
+is the one place that turns the expected error classes (:data:`USER_ERRORS`)
+into that line. ``atombench --debug ...`` re-raises them instead, with the
+traceback. Anything else (``TypeError``, ``IndexError``...) is a bug and is
+never dressed up as a user error. Numeric options are checked by argparse
+types (:func:`number`, :func:`integer`): finite and in range, or exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import logging
+import math
+import pickle
+import re
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,6 +31,96 @@ from .models.registry import DEFAULT_MODEL
 
 class UserError(Exception):
     """An error caused by the user's input; printed without a traceback."""
+
+
+#: What a subcommand raises for bad files or options (h5py raises KeyError for a
+#: missing or corrupt object, torch RuntimeError/UnpicklingError/EOFError for a
+#: file that is not a checkpoint, numpy MemoryError for a declared size too big).
+USER_ERRORS = (UserError, ValueError, OSError, EOFError, csv.Error, KeyError, MemoryError,
+               pickle.UnpicklingError)
+
+#: Pixel sizes outside this range (Å/px) are typos, not microscopes.
+PIXEL_SIZE_RANGE_A = (1e-3, 100.0)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage block) and exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def number(low: float | None = None, high: float | None = None, *, low_open: bool = False,
+           high_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite float in ``[low, high]`` (ends open when asked)."""
+    lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+    span = f"{lo}{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}{hi}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        below = low is not None and (value <= low if low_open else value < low)
+        above = high is not None and (value >= high if high_open else value > high)
+        if not math.isfinite(value) or below or above:
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range: give a finite number in {span}")
+        return value
+
+    return parse
+
+
+def integer(low: int = 1, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in ``[low, high]``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value > high):
+            span = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range: give an integer {span}")
+        return value
+
+    return parse
+
+
+#: ``--pixel-size-A``: positive Å per pixel within :data:`PIXEL_SIZE_RANGE_A`.
+pixel_size_A = number(*PIXEL_SIZE_RANGE_A)
+#: A distance or radius: finite and > 0.
+positive = number(0.0, low_open=True)
+#: A margin or offset: finite and >= 0.
+non_negative = number(0.0)
+
+
+def device_name(text: str) -> str:
+    """An argparse type: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (availability is checked later)."""
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text.lower()):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}: use auto, cpu, cuda, cuda:N or mps")
+    return text.lower()
+
+
+def output_file(text: str) -> Path:
+    """An argparse type for a file to write: not an existing folder."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder: give a file name")
+    return path
+
+
+def _one_line(exc: BaseException) -> str:
+    """``exc`` as one line: OSErrors as ``<file>: <why>``, whitespace runs collapsed."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = exc.filename2 if exc.filename2 is not None else exc.filename
+        text = f"{where}: {exc.strerror.lower()}" if where is not None else exc.strerror
+    elif isinstance(exc, KeyError) and exc.args:
+        text = str(exc.args[0])
+    elif isinstance(exc, MemoryError):
+        text = f"out of memory ({exc or 'the input is too large'})"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
 
 
 def _add_info(subparsers) -> None:
@@ -62,11 +164,28 @@ def _add_view(subparsers) -> None:
     parser.add_argument("--labels", type=Path, help="labels CSV to open as a Points layer")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model to run (default: {DEFAULT_MODEL}, ours)")
     parser.add_argument("--no-model", action="store_true", help="only open the image and labels")
-    parser.add_argument("--screenshot", type=Path, help="save a PNG of the window and exit")
+    parser.add_argument("--screenshot", type=output_file, help="save a PNG of the window and exit")
     parser.set_defaults(func=_run_view)
 
 
+def _check_view_args(args) -> None:
+    """Errors found before a window opens (napari's own messages are multi-line or vague)."""
+    from .models.registry import get_spec
+    from .sample_data import sample_paths
+
+    if args.screenshot is not None and args.screenshot.suffix.lower() != ".png":
+        raise UserError(f"--screenshot {args.screenshot}: the screenshot is a PNG; name it .png")
+    for flag, path in (("image", args.image), ("--labels", args.labels)):
+        if path is not None and not path.is_file():
+            raise UserError(f"{flag} {path}: {'is a folder' if path.is_dir() else 'no such file'}")
+    if args.image is None:
+        sample_paths(args.sample)  # ValueError naming the known samples
+    if not args.no_model:
+        get_spec(args.model)
+
+
 def _run_view(args) -> int:
+    _check_view_args(args)
     import napari
 
     from ._napari.session import open_session
@@ -108,10 +227,10 @@ def _add_score(subparsers) -> None:
     )
     parser.add_argument("predicted", type=Path, metavar="PRED.csv")
     parser.add_argument("truth", type=Path, metavar="TRUTH.csv")
-    parser.add_argument("--pixel-size-A", type=float, help="Å per pixel")
+    parser.add_argument("--pixel-size-A", type=pixel_size_A, help="Å per pixel")
     radius = parser.add_mutually_exclusive_group()
-    radius.add_argument("--max-distance-A", type=float, default=0.5, help="matching radius in Å (default 0.5)")
-    radius.add_argument("--max-distance-px", type=float, help="matching radius in pixels")
+    radius.add_argument("--max-distance-A", type=positive, default=0.5, help="matching radius in Å (default 0.5)")
+    radius.add_argument("--max-distance-px", type=positive, help="matching radius in pixels")
     parser.add_argument("--paper-compatible", action="store_true", help="the benchmark notebooks' counting")
     parser.add_argument("--json", action="store_true", help="print a JSON object")
     parser.set_defaults(func=_run_score)
@@ -154,7 +273,7 @@ def _add_refine(subparsers) -> None:
     parser.add_argument("--method", choices=["gaussian", "joint", "com"], default="gaussian",
                         help="Gaussian fit, Gaussian with overlapping columns fitted jointly, or centre of mass")
     parser.add_argument("--dark", action="store_true", help="dark columns on a bright background (ABF)")
-    parser.add_argument("--out", type=Path, required=True, help="output CSV")
+    parser.add_argument("--out", type=output_file, required=True, help="output CSV")
     parser.set_defaults(func=_run_refine)
 
 
@@ -215,39 +334,46 @@ def _add_simulate(subparsers) -> None:
         description="Simulate an image of a crystal projection; knobs in physical units.",
     )
     parser.add_argument("crystal", choices=sorted(CRYSTALS) + ["none"], help="crystal ('none': single atoms only)")
-    parser.add_argument("--out-image", type=Path, required=True)
-    parser.add_argument("--out-labels", type=Path, required=True)
-    parser.add_argument("--size", type=int, nargs="+", default=[256], help="rows [cols] in pixels")
+    parser.add_argument("--out-image", type=output_file, required=True)
+    parser.add_argument("--out-labels", type=output_file, required=True)
+    parser.add_argument("--size", type=integer(8, MAX_SIMULATED_SIDE_PX), nargs="+", default=[256],
+                        help="rows [cols] in pixels")
     for knob, kind, default in _SIMULATE_KNOBS:
-        flag = "--" + knob.replace("_", "-")
-        if kind is bool:
-            parser.add_argument(flag, dest=knob, action="store_true")
-        else:
-            parser.add_argument(flag, dest=knob, type=kind, default=default)
+        parser.add_argument("--" + knob.replace("_", "-"), dest=knob, type=kind, default=default)
     parser.add_argument("--species", nargs="+", help="render and label only these species")
     parser.add_argument("--uint16", action="store_true", help="store the image as uint16 counts")
     parser.set_defaults(func=_run_simulate)
 
 
-#: (keyword of core.simulate.simulate, type, CLI default or None for the simulator's default)
+#: Largest simulated side (px): 16384² float64 scratch arrays already take GBs.
+MAX_SIMULATED_SIDE_PX = 16384
+_finite, _fraction = number(), number(0.0, 1.0)
+#: (keyword of core.simulate.simulate, type, CLI default or None for the simulator's default);
+#: the simulator checks the physics (e.g. positive pixel size), the types finiteness and range.
 _SIMULATE_KNOBS = [
-    ("pixel_size_pm", float, None), ("resolution_pm", float, None), ("contrast", float, None),
-    ("background", float, None), ("background_gradient", float, None), ("dose_e_per_A2", float, None),
-    ("psnr_db", float, None), ("read_noise", float, None), ("random_drift", float, None),
-    ("flyback_error", float, None), ("line_jitter", float, None), ("z_exponent", float, None),
-    ("mode", str, None), ("rotation_deg", float, None), ("vacancy_fraction", float, None),
-    ("substitution_fraction", float, None), ("boundary", str, None), ("boundary_rotation_deg", float, None),
-    ("boundary_crystal", str, None), ("adatoms_per_nm2", float, None), ("amorphous", float, None),
-    ("label_min_weight", float, None), ("seed", int, None),
+    ("pixel_size_pm", positive, None), ("resolution_pm", positive, None), ("contrast", _finite, None),
+    ("background", _finite, None), ("background_gradient", _finite, None), ("dose_e_per_A2", positive, None),
+    ("psnr_db", _finite, None), ("read_noise", non_negative, None), ("random_drift", non_negative, None),
+    ("flyback_error", non_negative, None), ("line_jitter", non_negative, None), ("z_exponent", _finite, None),
+    ("mode", str, None), ("rotation_deg", _finite, None), ("vacancy_fraction", _fraction, None),
+    ("substitution_fraction", _fraction, None), ("boundary", str, None), ("boundary_rotation_deg", _finite, None),
+    ("boundary_crystal", str, None), ("adatoms_per_nm2", non_negative, None), ("amorphous", _fraction, None),
+    ("label_min_weight", non_negative, None), ("seed", integer(0), None),
 ]
 
 
 def _run_simulate(args) -> int:
-    from .core.simulate import write_simulation
+    from .core.simulate import CRYSTALS, write_simulation
 
     knobs = {k: getattr(args, k) for k, _, _ in _SIMULATE_KNOBS if getattr(args, k) is not None}
     if args.species:
+        known = sorted({name for *_, name in CRYSTALS[args.crystal].basis}) if args.crystal != "none" else []
+        unknown = sorted(set(args.species) - set(known))
+        if unknown:
+            raise UserError(f"--species {' '.join(unknown)}: not in {args.crystal} (its species: {', '.join(known)})")
         knobs["species"] = args.species
+    if len(args.size) > 2:
+        raise UserError(f"--size takes ROWS [COLS], not {len(args.size)} numbers")
     size = args.size if len(args.size) == 2 else [args.size[0], args.size[0]]
     crystal = None if args.crystal == "none" else args.crystal
     sim = write_simulation(args.out_image, args.out_labels, crystal, shape=tuple(size), uint16=args.uint16, **knobs)
@@ -263,35 +389,40 @@ def _add_train(subparsers) -> None:
         "simulated images generated on the fly; checkpoints are resumable.",
     )
     parser.add_argument("arch")
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--out", type=Path, required=True, help="checkpoint file (.pt)")
+    parser.add_argument("--steps", type=integer(1), default=1000)
+    parser.add_argument("--out", type=output_file, required=True, help="checkpoint file (.pt)")
     parser.add_argument("--quick", action="store_true", help="at most 5 steps on tiny 32² crops (tests)")
     parser.add_argument("--resume", type=Path, help="continue from this checkpoint")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--crop", type=int, default=128, help="training crop side in pixels")
-    parser.add_argument("--pool-size", type=int, default=2000, help="simulated scenes generated up front")
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this wall time")
-    parser.add_argument("--base-channels", type=int, default=16, help="atombench_unet width")
-    parser.add_argument("--native-pixel-size", type=float, nargs=2, metavar=("MIN_A", "MAX_A"),
+    parser.add_argument("--device", type=device_name, default="auto")
+    parser.add_argument("--seed", type=integer(0), default=0)
+    parser.add_argument("--batch-size", type=integer(1), default=8)
+    parser.add_argument("--crop", type=integer(16), default=128, help="training crop side in pixels")
+    parser.add_argument("--pool-size", type=integer(1), default=2000, help="simulated scenes generated up front")
+    parser.add_argument("--lr", type=positive, default=2e-3)
+    parser.add_argument("--threads", type=integer(1), help="torch CPU threads")
+    parser.add_argument("--max-minutes", type=positive, help="stop (and checkpoint) after this wall time")
+    parser.add_argument("--base-channels", type=integer(1), default=16, help="atombench_unet width")
+    parser.add_argument("--native-pixel-size", type=pixel_size_A, nargs=2, metavar=("MIN_A", "MAX_A"),
                         help="simulate scenes at pixel sizes in this range (Å) and resample them to the "
                         "trained sampling, as inference does (default: the trained pixel size ± 25 %%)")
-    parser.add_argument("--normalize-window", type=int, metavar="PX",
+    parser.add_argument("--normalize-window", type=integer(3), metavar="PX",
                         help="atombench_unet: standardise inference inputs in a sliding window of this side "
                         "(use the crop size); default: whole image")
-    parser.add_argument("--resolution-pm", type=float, nargs=2, metavar=("MIN_PM", "MAX_PM"),
+    parser.add_argument("--resolution-pm", type=positive, nargs=2, metavar=("MIN_PM", "MAX_PM"),
                         help="probe FWHM range (pm), log-uniform, capped where labelled columns would merge "
                         "(default: uniform 60-125 pm)")
-    parser.add_argument("--export-weights", type=Path, help="also write fp16 weights + JSON record here")
+    parser.add_argument("--export-weights", type=output_file, help="also write fp16 weights + JSON record here")
     parser.set_defaults(func=_run_train)
 
 
 def _run_train(args) -> int:
     from .models.train import TrainConfig, export_weights, train
 
+    for flag, pair in (("--native-pixel-size", args.native_pixel_size), ("--resolution-pm", args.resolution_pm)):
+        if pair and pair[0] > pair[1]:
+            raise UserError(f"{flag} {pair[0]:g} {pair[1]:g}: give MIN then MAX")
+    if args.resume is not None and not args.resume.is_file():
+        raise UserError(f"--resume {args.resume}: {'is a folder' if args.resume.is_dir() else 'no such file'}")
     if args.quick:
         args.steps, args.crop, args.pool_size, args.batch_size = min(args.steps, 5), 32, 4, 2
     config = TrainConfig(
@@ -326,28 +457,34 @@ COMMANDS: list[Callable] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="atombench",
         description="Label, locate and benchmark atom columns in HR-STEM images.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for register in COMMANDS:
         register(subparsers)
+    for sub in subparsers.choices.values():  # `atombench CMD ... --debug` works too
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # a bad option: one line, SystemExit(2)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if not args.debug:  # a reader's log line would make an error two lines; its error says it
+        logging.getLogger("tifffile").setLevel(logging.ERROR)
     try:
         return int(args.func(args) or 0)
-    except (UserError, ValueError, FileNotFoundError, KeyError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"atombench {args.command}: error: {message}", file=sys.stderr)
+    except USER_ERRORS as exc:
+        if args.debug:
+            raise
+        print(f"atombench {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
 
 

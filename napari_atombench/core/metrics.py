@@ -135,6 +135,25 @@ def filter_border(positions_rc, image_shape: tuple[int, int], margin_px: float) 
     return (r >= margin_px) & (r <= rows - 1 - margin_px) & (c >= margin_px) & (c <= cols - 1 - margin_px)
 
 
+def _check_border_margin(margin_px: float, image_shape: tuple[int, int] | None) -> None:
+    """Reject a margin that is not a finite number >= 0, or that leaves nothing to score
+    (every point dropped would read as recall = precision = 1)."""
+    try:
+        margin = float(margin_px)
+    except (TypeError, ValueError):
+        raise ValueError(f"border_margin_px must be a number of pixels, not {margin_px!r}") from None
+    if not (math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"border_margin_px must be a finite number >= 0, not {margin_px!r}")
+    if margin == 0:
+        return
+    if image_shape is None:
+        raise ValueError("border_margin_px needs image_shape to know where the border is")
+    rows, cols = (int(n) for n in image_shape)
+    if 2 * margin >= min(rows, cols) - 1:
+        raise ValueError(f"border_margin_px={margin:g} leaves nothing of the {rows}x{cols} image to score "
+                         f"(it must be less than half the image side, {(min(rows, cols) - 1) / 2:g} px)")
+
+
 def _ratio(numerator: int, denominator: int) -> float:
     return 1.0 if denominator == 0 else numerator / denominator
 
@@ -235,8 +254,7 @@ def compare_positions(
     """
     predicted = _as_positions(predicted_rc, "predicted_rc")
     truth = _as_positions(truth_rc, "truth_rc")
-    if border_margin_px and image_shape is None:
-        raise ValueError("border_margin_px needs image_shape to know where the border is")
+    _check_border_margin(border_margin_px, image_shape)
     if border_margin_px and not paper_compatible:
         return _compare_with_ignored_border(predicted, truth, image_shape, border_margin_px,
                                             resolve_max_distance_px(pixel_size_A, max_distance_A, max_distance_px),
@@ -323,7 +341,9 @@ def score_positions(
         (an ignore region: matching runs on all points first, so a pair
         straddling the band's edge is neither an FN nor an FP). Paper-compatible
         scoring drops both sets there before counting, as the notebooks did.
-        Needs ``image_shape``.
+        Needs ``image_shape``. Must be finite, >= 0 and less than half the
+        shorter image side (else ValueError: a band covering the whole image
+        would score nothing as recall = precision = 1).
     image_shape : (rows, cols), optional
 
     Returns

@@ -7,8 +7,13 @@ from pathlib import Path
 
 from .registry import DEFAULT_MODEL
 
+#: Largest --rescale: an 8x upsampled 2048² image is already 1 GiB of float32 per map.
+MAX_RESCALE = 8.0
+
 
 def add_locate(subparsers) -> None:
+    from ..cli import device_name, integer, number, output_file, pixel_size_A, positive
+
     parser = subparsers.add_parser(
         "locate",
         help="find atom columns in an image with a named model",
@@ -17,17 +22,20 @@ def add_locate(subparsers) -> None:
     parser.add_argument("image", type=Path)
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"registry name (see `atombench models`; default: {DEFAULT_MODEL}, ours)")
-    parser.add_argument("--pixel-size-A", dest="pixel_size_A", type=float, help="override the file's pixel size (Å/px)")
+    parser.add_argument("--pixel-size-A", dest="pixel_size_A", type=pixel_size_A,
+                        help="override the file's pixel size (Å/px)")
     parser.add_argument("--weights", type=Path, help="checkpoint file of the same architecture")
     parser.add_argument("--fidelity", choices=("default", "original"), default="default")
-    parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
-    parser.add_argument("--rescale", type=float, default=1.0, help="resize factor before the network")
-    parser.add_argument("--tile-size", type=int, help="tile side in px (default pipeline)")
-    parser.add_argument("--threshold", type=float, help="probability threshold (AtomNet models)")
+    parser.add_argument("--device", type=device_name, default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
+    parser.add_argument("--rescale", type=number(0.0, MAX_RESCALE, low_open=True), default=1.0,
+                        help=f"resize factor before the network, in (0, {MAX_RESCALE:g}]")
+    parser.add_argument("--tile-size", type=integer(16), help="tile side in px (default pipeline)")
+    parser.add_argument("--threshold", type=number(0.0, 1.0, low_open=True, high_open=True),
+                        help="probability threshold in (0, 1) (AtomNet models)")
     parser.add_argument("--refine", action="store_true", help="refine positions by Gaussian fits")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (default pipeline; faster only where the CPU or GPU has fast bf16 kernels: on the 2-core Zen 4 development VM it is slower, see docs/models.md)")
-    parser.add_argument("--out", type=Path, help="positions CSV to write (default: IMAGE_<model>.csv)")
-    parser.add_argument("--map-out", type=Path, help="write the probability map as .npy")
+    parser.add_argument("--out", type=output_file, help="positions CSV to write (default: IMAGE_<model>.csv)")
+    parser.add_argument("--map-out", type=output_file, help="write the probability map as .npy")
     parser.set_defaults(func=run_locate)
 
 
@@ -41,7 +49,7 @@ def run_locate(args: argparse.Namespace) -> int:
     pixel_size_A = args.pixel_size_A or pixel_size_A
     out = args.out or args.image.with_name(f"{args.image.stem}_{args.model}.csv")
     options = {"rescale": args.rescale, "refine": args.refine, "bf16": args.bf16}
-    if args.tile_size:
+    if args.tile_size is not None:
         options["tile_size"] = args.tile_size
     if args.threshold is not None:
         options["threshold"] = args.threshold

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -330,11 +332,30 @@ def is_cached(spec: ModelSpec) -> bool:
     return False
 
 
-def load_state_dict(path: str | os.PathLike) -> dict:
-    """Read a checkpoint safely (``weights_only=True``) and strip DataParallel ``module.``."""
+def load_checkpoint(path: str | os.PathLike):
+    """``torch.load(path, weights_only=True)``; a file that is not a plain checkpoint
+    (text, truncated, a pickle that would import or run code) is a one-line ValueError."""
+    import pickle
+
     import torch
 
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if Path(path).is_dir():
+        raise ValueError(f"{path}: is a folder, not a weights file")
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it all
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, IndexError, ValueError, KeyError) as exc:
+        # torch's weights_only message is a paragraph; its "WeightsUnpickler error:" part says why
+        text = " ".join(str(exc).split())
+        why = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
+        why = why.group(1) if why else text.split(". ")[0]
+        raise ValueError(f"{path}: not a PyTorch weights file ({type(exc).__name__}: {why or 'empty file'})") from exc
+
+
+def load_state_dict(path: str | os.PathLike) -> dict:
+    """Read a checkpoint safely (``weights_only=True``) and strip DataParallel ``module.``."""
+    obj = load_checkpoint(path)
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):

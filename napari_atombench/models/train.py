@@ -342,7 +342,13 @@ def train(
     step, history, wall = 0, [], 0.0
     rng = np.random.default_rng(config.seed + 1)
     if resume is not None:
-        ckpt = torch.load(resume, map_location="cpu", weights_only=True)
+        from .registry import load_checkpoint
+
+        ckpt = load_checkpoint(resume)
+        missing = [k for k in ("state_dict", "optimizer", "step", "history", "wall_s", "rng_state")
+                   if not isinstance(ckpt, dict) or k not in ckpt]
+        if missing:
+            raise ValueError(f"{resume}: not a training checkpoint of `atombench train` (no {', '.join(missing)})")
         net.load_state_dict(ckpt["state_dict"])
         opt.load_state_dict(ckpt["optimizer"])
         step, history, wall = int(ckpt["step"]), list(ckpt["history"]), float(ckpt["wall_s"])
