@@ -15,6 +15,16 @@ Decisions documented here because every caller relies on them:
   with ``"raise"``.
 * **RGB(A).** Converted to luminance (Rec. 709 weights, alpha dropped) with a
   warning: microscopes record single-channel data, so colour means an export.
+* **Unreadable files.** Every reader raises :class:`FileFormatError` (a
+  ``ValueError``) whose message starts with the file's name and says what is
+  wrong. Only the exceptions that the file libraries raise for bad bytes are
+  converted (see :data:`LIBRARY_ERRORS`); anything else is a bug and propagates.
+* **Size limits.** Declared sizes are checked against a limit before anything
+  is allocated: :data:`DEFAULT_MAX_IMAGE_BYTES` (1 GiB) per image, counted as
+  the larger of the stored and the float32 size, raised with the environment
+  variable ``ATOMBENCH_MAX_IMAGE_BYTES`` or ``max_bytes=``; position CSV files
+  at most :data:`DEFAULT_MAX_CSV_BYTES` (256 MiB, ``ATOMBENCH_MAX_CSV_BYTES``)
+  and only regular files (a link to ``/dev/zero`` is refused).
 * **Stacks.** Never flattened silently. :func:`read_image` refuses them unless
   ``allow_stack=True`` (the napari reader opens them as a stack layer), and
   :func:`as_image_2d` raises a ``ValueError`` that says what to do.
@@ -29,8 +39,11 @@ import io
 import logging
 import math
 import os
+import stat
+import struct
 import tempfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -39,13 +52,24 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "DEFAULT_MAX_CSV_BYTES",
+    "DEFAULT_MAX_IMAGE_BYTES",
+    "FileFormatError",
     "IMAGE_SUFFIXES",
+    "LIBRARY_ERRORS",
+    "READ_ERRORS",
     "POSITION_SUFFIXES",
     "LabelTable",
     "as_image_2d",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_pixel_size_A",
+    "file_errors",
+    "has_position_header",
     "length_unit_to_A",
+    "max_csv_bytes",
+    "max_image_bytes",
+    "read_csv_rows",
     "read_image",
     "read_positions",
     "rgb_to_luminance",
@@ -98,6 +122,123 @@ _ANGSTROM_PER_UNIT = {
 _PLAUSIBLE_PIXEL_SIZE_A = (1e-3, 1e4)
 
 _REC709_WEIGHTS = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+
+MAX_IMAGE_BYTES_ENV = "ATOMBENCH_MAX_IMAGE_BYTES"
+#: Largest image a reader allocates (bytes, the larger of stored and float32 size).
+DEFAULT_MAX_IMAGE_BYTES = 2**30
+MAX_CSV_BYTES_ENV = "ATOMBENCH_MAX_CSV_BYTES"
+#: Largest CSV file :func:`read_csv_rows` reads.
+DEFAULT_MAX_CSV_BYTES = 256 * 2**20
+# Pixel sizes a label or case table may state (Å): HR-STEM spans ~0.01-2 Å/px;
+# outside this range the number is a typo or a unit mix-up, not a calibration.
+_TABLE_PIXEL_SIZE_A = (1e-3, 100.0)
+
+
+class FileFormatError(ValueError):
+    """A file that cannot be read as what its suffix says.
+
+    The message starts with the file's name and says what is wrong in words.
+    A ``ValueError`` so that callers written before it still catch it.
+    """
+
+
+#: What the file libraries (tifffile, NumPy's ``.npy`` reader, RosettaSciIO, h5py,
+#: ``struct``) raise for bad bytes: short reads (``EOFError``, ``struct.error``,
+#: ``OSError``), impossible headers (``ValueError`` incl. ``TiffFileError`` and
+#: ``UnicodeDecodeError``, ``OverflowError``), missing HDF5 objects or DM tags
+#: (``KeyError``) and corrupt HDF5 structures (h5py's ``RuntimeError``). Parsers
+#: also fail on corrupt tables with their own bugs (``ZeroDivisionError``,
+#: ``UnboundLocalError``...): :func:`file_errors` tells those from ours.
+LIBRARY_ERRORS = (OSError, EOFError, struct.error, ValueError, OverflowError, KeyError, RuntimeError)
+#: Everything a reader raises for bad input: catch these to report a bad file.
+READ_ERRORS = (FileFormatError, FileNotFoundError)
+
+
+def _limit_from_env(name: str, default: int, given: int | None) -> int:
+    if given is None:
+        text = os.environ.get(name, "").strip()
+        if not text:
+            return default
+        try:
+            given = int(float(text))
+        except ValueError:
+            raise ValueError(f"${name} = {text!r} is not a number of bytes") from None
+    if not given > 0:
+        raise ValueError(f"the byte limit ({name}) must be positive, not {given}")
+    return int(given)
+
+
+def max_image_bytes(max_bytes: int | None = None) -> int:
+    """The image size limit in bytes: ``max_bytes``, else ``$ATOMBENCH_MAX_IMAGE_BYTES``, else 1 GiB."""
+    return _limit_from_env(MAX_IMAGE_BYTES_ENV, DEFAULT_MAX_IMAGE_BYTES, max_bytes)
+
+
+def max_csv_bytes(max_bytes: int | None = None) -> int:
+    """The CSV size limit in bytes: ``max_bytes``, else ``$ATOMBENCH_MAX_CSV_BYTES``, else 256 MiB."""
+    return _limit_from_env(MAX_CSV_BYTES_ENV, DEFAULT_MAX_CSV_BYTES, max_bytes)
+
+
+def _human_bytes(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} bytes"
+
+
+def _check_declared_size(path: Path, what: str, shape, dtype, limit: int, available: int | None = None) -> None:
+    """Refuse a declared array before it is allocated: too big, negative, or larger than the file."""
+    shape = tuple(int(s) for s in shape)
+    dtype = np.dtype(dtype)
+    if any(s < 0 for s in shape):
+        raise FileFormatError(f"{path.name}: {what} declares a negative size {shape}")
+    count = math.prod(shape)
+    stored = count * dtype.itemsize
+    needed = max(stored, count * 4)  # every image becomes float32
+    if needed > limit:
+        raise FileFormatError(
+            f"{path.name}: {what} declares {' x '.join(map(str, shape))} {dtype} pixels "
+            f"({_human_bytes(needed)}), over the {_human_bytes(limit)} limit ({MAX_IMAGE_BYTES_ENV})"
+        )
+    if available is not None and stored > available:
+        raise FileFormatError(
+            f"{path.name}: {what} declares {' x '.join(map(str, shape))} {dtype} pixels "
+            f"({_human_bytes(stored)}) but only {_human_bytes(max(available, 0))} follow: "
+            "the file is truncated or its header is corrupt"
+        )
+
+
+def _regular_file(path: Path, what: str) -> int:
+    """The size of ``path``, which must be a regular file (not a folder, device or pipe)."""
+    if not path.exists():
+        raise FileNotFoundError(f"no such {what}: {path}")
+    st = path.stat()  # follows links: a link to /dev/zero is a character device
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a device, pipe or socket)"
+        raise FileFormatError(f"{path.name}: cannot read it as a {what}: it is {kind}")
+    return st.st_size
+
+
+def check_pixel_size_A(value: float, where: str) -> float:
+    """Return ``value`` if it is a plausible pixel size (1e-3 to 100 Å), else raise.
+
+    Parameters
+    ----------
+    value : float
+    where : str
+        What to name in the error ("cases.csv line 3").
+
+    Raises
+    ------
+    FileFormatError
+        For 0, negative, infinite, NaN or absurd values.
+    """
+    low, high = _TABLE_PIXEL_SIZE_A
+    if not (math.isfinite(value) and low <= value <= high):
+        raise FileFormatError(
+            f"{where}: pixel size {value!r} Å is not plausible; it must be a positive "
+            f"finite number from {low:g} to {high:g} Å"
+        )
+    return float(value)
 
 
 # ----------------------------------------------------------------------------
@@ -268,6 +409,7 @@ def read_image(
     *,
     allow_stack: bool = False,
     nan_policy: str = "raise",
+    max_bytes: int | None = None,
 ) -> tuple[np.ndarray, float | None, dict]:
     """Read a microscope image and its pixel size.
 
@@ -281,6 +423,10 @@ def read_image(
         Return a 3D stack as it is instead of raising.
     nan_policy : {"raise", "replace"}
         See :func:`as_image_2d`.
+    max_bytes : int, optional
+        Refuse images whose header declares more bytes than this (counted as
+        the larger of the stored and the float32 size), before reading them.
+        Default ``$ATOMBENCH_MAX_IMAGE_BYTES``, else 1 GiB.
 
     Returns
     -------
@@ -297,83 +443,171 @@ def read_image(
     ------
     FileNotFoundError
         When the file does not exist.
-    ValueError
-        For unsupported suffixes, unreadable files, files without an image, and
-        the array problems listed in :func:`as_image_2d`.
+    FileFormatError
+        For unsupported suffixes, unreadable or oversized files, files without
+        an image, and the array problems listed in :func:`as_image_2d`.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such image file: {path}")
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
-        raise ValueError(
+        raise FileFormatError(
             f"{path.name}: unsupported image type {suffix!r}; atombench reads "
             + ", ".join(IMAGE_SUFFIXES)
         )
+    limit = max_image_bytes(max_bytes)
+    size = _regular_file(path, f"{suffix} image")
     metadata: dict[str, Any] = {"source_path": str(path)}
-    try:
-        if suffix in (".tif", ".tiff"):
-            data, pixel_size_A = _read_tiff(path, metadata)
-        elif suffix == ".npy":
-            metadata["format"] = "npy"
-            data, pixel_size_A = np.load(path, allow_pickle=False), None
-        else:
-            data, pixel_size_A = _read_with_rsciio(path, suffix, metadata)
-    except (ValueError, FileNotFoundError):
-        raise
-    except Exception as exc:  # a corrupt or mislabelled file: say which and why
-        raise ValueError(f"{path.name}: could not be read as {suffix} ({type(exc).__name__}: {exc})") from exc
+    if suffix in (".tif", ".tiff"):
+        data, pixel_size_A = _read_tiff(path, metadata, limit)
+    elif suffix == ".npy":
+        metadata["format"] = "npy"
+        data, pixel_size_A = _read_npy(path, size, limit), None
+    else:
+        data, pixel_size_A = _read_with_rsciio(path, suffix, metadata, limit, size)
 
-    data = np.asarray(data)
     metadata["original_shape"] = tuple(int(s) for s in data.shape)
     metadata["original_dtype"] = str(data.dtype)
+    if data.size == 0:
+        raise FileFormatError(f"{path.name}: the image is empty (shape {data.shape})")
     is_stack = data.ndim == 3 and not _looks_like_rgb(data)
-    if is_stack and allow_stack:
-        checked = [_checked_image_2d(frame, f"{path.name} frame {i}", nan_policy)
-                   for i, frame in enumerate(data)]
-        image = np.stack([frame for frame, _ in checked])
-        replaced = sum(changes.get("n_nonfinite_replaced", 0) for _, changes in checked)
-        if replaced:
-            metadata["n_nonfinite_replaced"] = replaced
-    else:
-        image, changes = _checked_image_2d(data, path.name, nan_policy)
-        metadata.update(changes)
+    try:
+        if is_stack and allow_stack:
+            checked = [_checked_image_2d(frame, f"{path.name} frame {i}", nan_policy)
+                       for i, frame in enumerate(data)]
+            image = np.stack([frame for frame, _ in checked])
+            replaced = sum(changes.get("n_nonfinite_replaced", 0) for _, changes in checked)
+            if replaced:
+                metadata["n_nonfinite_replaced"] = replaced
+        else:
+            image, changes = _checked_image_2d(data, path.name, nan_policy)
+            metadata.update(changes)
+    except ValueError as exc:  # the array checks name the file first
+        raise FileFormatError(str(exc)) from None
     pixel_size_A = _plausible_pixel_size(pixel_size_A, metadata.get("pixel_size_source", suffix), metadata)
     return image, pixel_size_A, metadata
 
 
-def _read_tiff(path: Path, metadata: dict) -> tuple[np.ndarray, float | None]:
+_PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
+
+
+def _raised_in_library(exc: BaseException) -> bool:
+    """Whether the innermost frame of ``exc`` is outside napari_atombench (a library's code)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is None or not tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR)
+
+
+@contextmanager
+def file_errors(path: str | os.PathLike, what: str):
+    """Report what a file library raises for bad bytes as a :class:`FileFormatError`.
+
+    Converted: :data:`LIBRARY_ERRORS` (also when our own code raises them about
+    the file: a ``ValueError`` naming the file keeps its message), and any other
+    ``Exception`` raised inside a library (RosettaSciIO's DM parser meets a
+    corrupt tag table with ``DM3TagTypeError``, ``UnboundLocalError``; tifffile
+    a corrupt IFD with ``ZeroDivisionError``, ``TypeError``; NumPy a corrupt
+    ``.npy`` header with ``tokenize.TokenError``). Any other exception raised
+    by our own code is a bug and propagates unchanged, as does ``MemoryError``.
+
+    Parameters
+    ----------
+    path : str or path-like
+    what : str
+        The format, for the message (".tif", "benchmark HDF5").
+    """
+    name = Path(path).name
+    try:
+        yield
+    except (FileFormatError, FileNotFoundError, MemoryError):
+        raise
+    except Exception as exc:
+        if not (isinstance(exc, LIBRARY_ERRORS) or _raised_in_library(exc)):
+            raise
+        if isinstance(exc, ValueError) and name in str(exc):
+            raise FileFormatError(str(exc)) from exc
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail given"
+        raise FileFormatError(
+            f"{name}: could not be read as {what}, the file is corrupt or not of this type "
+            f"({type(exc).__name__}: {detail[:300]})"
+        ) from exc
+
+
+def _read_npy(path: Path, size: int, limit: int) -> np.ndarray:
+    """``np.load`` after checking the header: no pickles, a declared size within the limit and the file."""
+    with open(path, "rb") as handle, file_errors(path, ".npy"):
+        version = np.lib.format.read_magic(handle)
+        if version not in ((1, 0), (2, 0)):
+            raise FileFormatError(f"{path.name}: .npy format version {version} is not one atombench reads (1.0, 2.0)")
+        # NumPy reads the declared header length before checking it: a corrupt
+        # length field would allocate up to 4 GiB
+        length_format = "<H" if version == (1, 0) else "<I"
+        (header_length,) = _read_exact(handle, length_format, path, ".npy header", "")
+        if header_length > _NPY_MAX_HEADER_BYTES:
+            raise FileFormatError(
+                f"{path.name}: the .npy header declares {header_length} header bytes "
+                f"(at most {_NPY_MAX_HEADER_BYTES}); the file is corrupt"
+            )
+        handle.seek(-struct.calcsize(length_format), 1)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(handle)
+        header_bytes = handle.tell()
+    if dtype.hasobject:
+        raise FileFormatError(
+            f"{path.name}: the .npy file holds Python objects (dtype {dtype}); atombench "
+            "never loads pickles: save the image as a numeric array"
+        )
+    _check_declared_size(path, "its .npy header", shape, dtype, limit, available=size - header_bytes)
+    with file_errors(path, ".npy"):
+        return np.asarray(np.load(path, allow_pickle=False))
+
+
+def _read_tiff(path: Path, metadata: dict, limit: int) -> tuple[np.ndarray, float | None]:
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
+    with file_errors(path, ".tif"):
+        tif = tifffile.TiffFile(path)
+    with tif, file_errors(path, ".tif"):
+        if not tif.series:
+            raise FileFormatError(f"{path.name}: the TIFF holds no image (no readable page)")
         series = tif.series[0]
-        data = series.asarray()
-        page = tif.pages[0]
+        if series.dtype is None:
+            raise FileFormatError(f"{path.name}: the TIFF's sample format is not a pixel type atombench reads")
+        _check_declared_size(path, "its TIFF header", series.shape, series.dtype, limit)
+        data = np.asarray(series.asarray())
         metadata["format"] = "tiff"
-        pixel_size_A = None
-        if tif.is_ome and tif.ome_metadata:
-            pixel_size_A = _ome_pixel_size_A(tif.ome_metadata)
-            if pixel_size_A is not None:
-                metadata["pixel_size_source"] = "OME PhysicalSizeX"
-        x_res = page.tags.get("XResolution")
-        res_unit = page.tags.get("ResolutionUnit")
-        pixels_per_unit = None
-        if x_res is not None:
-            num, den = x_res.value
-            pixels_per_unit = num / den if den else None
-        if pixel_size_A is None and pixels_per_unit and tif.is_imagej:
-            unit = (tif.imagej_metadata or {}).get("unit")
-            per_unit = length_unit_to_A(unit)
-            if per_unit is not None:
-                pixel_size_A = per_unit / pixels_per_unit
-                metadata["pixel_size_source"] = f"ImageJ resolution ({unit})"
-        if pixel_size_A is None and pixels_per_unit and res_unit is not None:
-            unit_code = int(res_unit.value)
-            per_unit = {2: 2.54e8, 3: 1e8}.get(unit_code)  # inch, centimetre in Å
-            if per_unit is not None:
-                pixel_size_A = per_unit / pixels_per_unit
-                metadata["pixel_size_source"] = "TIFF resolution tags"
+        pixel_size_A = _tiff_pixel_size_A(tif, metadata)
     return data, pixel_size_A
+
+
+def _tiff_pixel_size_A(tif, metadata: dict) -> float | None:
+    page = tif.pages[0]
+    pixel_size_A = None
+    if tif.is_ome and tif.ome_metadata:
+        pixel_size_A = _ome_pixel_size_A(tif.ome_metadata)
+        if pixel_size_A is not None:
+            metadata["pixel_size_source"] = "OME PhysicalSizeX"
+    x_res = page.tags.get("XResolution")
+    res_unit = page.tags.get("ResolutionUnit")
+    pixels_per_unit = None
+    value = x_res.value if x_res is not None else None
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+        num, den = value
+        pixels_per_unit = num / den if den else None
+    if pixel_size_A is None and pixels_per_unit and tif.is_imagej:
+        unit = (tif.imagej_metadata or {}).get("unit")
+        per_unit = length_unit_to_A(unit)
+        if per_unit is not None:
+            pixel_size_A = per_unit / pixels_per_unit
+            metadata["pixel_size_source"] = f"ImageJ resolution ({unit})"
+    if pixel_size_A is None and pixels_per_unit and res_unit is not None and isinstance(res_unit.value, int):
+        per_unit = {2: 2.54e8, 3: 1e8}.get(int(res_unit.value))  # inch, centimetre in Å
+        if per_unit is not None:
+            pixel_size_A = per_unit / pixels_per_unit
+            metadata["pixel_size_source"] = "TIFF resolution tags"
+    return pixel_size_A
 
 
 def _ome_pixel_size_A(ome_xml: str) -> float | None:
@@ -389,33 +623,133 @@ def _ome_pixel_size_A(ome_xml: str) -> float | None:
             per_unit = length_unit_to_A(unit)
             if per_unit is None:
                 return None
-            return float(element.attrib["PhysicalSizeX"]) * per_unit
+            try:
+                return float(element.attrib["PhysicalSizeX"]) * per_unit
+            except ValueError:
+                return None
     return None
 
 
-def _read_with_rsciio(path: Path, suffix: str, metadata: dict) -> tuple[np.ndarray, float | None]:
+_NPY_MAX_HEADER_BYTES = 10_000  # np.load's own max_header_size
+_MRC_MODES = {0: np.uint8, 1: np.int16, 2: np.float32, 4: np.complex64, 6: np.uint16, 12: np.float16}
+_TIA_TYPES = {1: "<u1", 2: "<u2", 3: "<u4", 4: "<i1", 5: "<i2", 6: "<i4", 7: "<f4", 8: "<f8", 9: "<c8", 10: "<c16"}
+
+
+def _check_mrc_header(path: Path, size: int, limit: int) -> None:
+    """Check the MRC2014 header (1024 bytes, little-endian as RosettaSciIO reads it).
+
+    A flipped bit in NX/NY/NZ or NEXT (extended header length) otherwise makes
+    RosettaSciIO map, and dask plan chunks for, terabytes: the reader hangs.
+    """
+    if size < 1024:
+        raise FileFormatError(f"{path.name}: {size} bytes, shorter than the 1024-byte MRC header")
+    with open(path, "rb") as handle:
+        head = handle.read(1024)
+    nx, ny, nz, mode = struct.unpack_from("<4I", head, 0)
+    (extended,) = struct.unpack_from("<I", head, 92)
+    if mode not in _MRC_MODES:
+        raise FileFormatError(
+            f"{path.name}: MRC mode {mode} is not a pixel type (known modes: {sorted(_MRC_MODES)})"
+        )
+    if extended > size:
+        raise FileFormatError(
+            f"{path.name}: the MRC header declares a {extended}-byte extended header in a {size}-byte file"
+        )
+    _check_declared_size(path, "its MRC header", (nz, ny, nx), _MRC_MODES[mode], limit,
+                         available=size - 1024 - extended)
+
+
+def _read_exact(handle, fmt: str, path: Path, what: str, fmt_name: str = "TIA ") -> tuple:
+    raw = handle.read(struct.calcsize(fmt))
+    if len(raw) != struct.calcsize(fmt):
+        raise FileFormatError(f"{path.name}: the file ends inside its {fmt_name}{what}")
+    return struct.unpack(fmt, raw)
+
+
+def _check_ser_header(path: Path, size: int, limit: int) -> None:
+    """Check a TIA ``.ser`` header: RosettaSciIO allocates every declared element up front."""
+    with open(path, "rb") as handle:
+        _, _, version, data_type_id, _, total, valid = _read_exact(handle, "<HHHIIII", path, "header")
+        wide = version > 528  # 0x0210 and later store 8-byte offsets
+        offsets_at, n_dims = _read_exact(handle, "<QI" if wide else "<II", path, "header")
+        if n_dims > 8:
+            raise FileFormatError(f"{path.name}: the TIA header declares {n_dims} dimensions (at most 8 are possible)")
+        dims = []
+        for _ in range(n_dims):
+            dim_size, _, _, _, text_length = _read_exact(handle, "<IddII", path, "dimension table")
+            handle.seek(text_length, 1)
+            (unit_length,) = _read_exact(handle, "<I", path, "dimension table")
+            handle.seek(unit_length, 1)
+            dims.append(dim_size)
+        if handle.tell() > size or offsets_at > size:
+            raise FileFormatError(f"{path.name}: the TIA header points past the end of the {size}-byte file")
+        if valid > total:
+            raise FileFormatError(f"{path.name}: the TIA header declares {valid} valid of {total} elements")
+        handle.seek(offsets_at)
+        (data_at,) = _read_exact(handle, "<Q" if wide else "<I", path, "offset table")
+        spectrum = data_type_id == 0x4120
+        handle.seek(data_at + (20 if spectrum else 40))
+        (type_code,) = _read_exact(handle, "<H", path, "data element")
+        shape = _read_exact(handle, "<I" if spectrum else "<II", path, "data element")[::-1]
+    if type_code not in _TIA_TYPES:
+        raise FileFormatError(f"{path.name}: TIA data type {type_code} is not a pixel type")
+    dtype = _TIA_TYPES[type_code]
+    _check_declared_size(path, "its TIA header", (valid, *shape), dtype, limit, available=size - data_at)
+    _check_declared_size(path, "its TIA dimension table", (*dims, *shape), dtype, limit)
+
+
+def _check_emd_datasets(path: Path, limit: int) -> None:
+    """Check every dataset an EMD (HDF5) file declares: RosettaSciIO plans dask chunks for
+    all of them, which takes seconds for a corrupt 2**31-element shape."""
+    import h5py
+
+    def check(name, item):
+        if isinstance(item, h5py.Dataset) and item.dtype.kind in "biufc":
+            _check_declared_size(path, f"its dataset /{name}", item.shape, item.dtype, limit)
+
+    with file_errors(path, ".emd"), h5py.File(path, "r") as handle:
+        handle.visititems(check)
+
+
+def _read_with_rsciio(path: Path, suffix: str, metadata: dict, limit: int, size: int) -> tuple[np.ndarray, float | None]:
     import importlib
 
+    if suffix == ".mrc":
+        _check_mrc_header(path, size, limit)
+    elif suffix == ".ser":
+        _check_ser_header(path, size, limit)
+    elif suffix == ".emd":
+        _check_emd_datasets(path, limit)
     module = importlib.import_module(_RSCIIO_READERS[suffix])
-    signals = module.file_reader(str(path))
+    with file_errors(path, suffix):
+        # lazy: shapes and dtypes are known before any pixel is read
+        signals = module.file_reader(str(path), lazy=True)
     if not signals:
-        raise ValueError(f"{path.name}: the file holds no data")
+        raise FileFormatError(f"{path.name}: the file holds no data")
     metadata["format"] = suffix.lstrip(".")
     summaries = []
     chosen = None
     for signal in signals:
-        data = np.asarray(signal["data"])
+        data = signal["data"]
         title = (signal.get("metadata", {}) or {}).get("General", {}).get("title", "")
         summaries.append({"title": title, "shape": tuple(int(s) for s in data.shape)})
-        if chosen is None and data.ndim in (2, 3) and not np.iscomplexobj(data):
+        if chosen is None and data.ndim in (2, 3) and np.dtype(data.dtype).kind != "c":
             chosen = signal
     metadata["signals"] = summaries
     if chosen is None:
-        raise ValueError(
+        raise FileFormatError(
             f"{path.name}: no 2D image among its signals "
             + ", ".join(f"{s['title'] or '?'} {s['shape']}" for s in summaries)
         )
     metadata["signal_title"] = (chosen.get("metadata", {}) or {}).get("General", {}).get("title", "")
+    _check_declared_size(path, f"its signal {metadata['signal_title']!r}", chosen["data"].shape,
+                         chosen["data"].dtype, limit)
+    with file_errors(path, suffix):
+        data = np.asarray(chosen["data"])
+    return data, _rsciio_pixel_size_A(chosen, suffix, metadata)
+
+
+def _rsciio_pixel_size_A(chosen: dict, suffix: str, metadata: dict) -> float | None:
     axes = [ax for ax in chosen.get("axes", []) if ax.get("size", 2) > 1 or len(chosen["axes"]) == 2]
     pixel_size_A = None
     if len(axes) >= 2:
@@ -435,7 +769,7 @@ def _read_with_rsciio(path: Path, suffix: str, metadata: dict) -> tuple[np.ndarr
             metadata.setdefault("notes", []).append(
                 f"axis unit {x_axis.get('units')!r} is not a length; no pixel size"
             )
-    return np.asarray(chosen["data"]), pixel_size_A
+    return pixel_size_A
 
 
 # ----------------------------------------------------------------------------
@@ -584,7 +918,93 @@ def write_positions(
     return atomic_write_text(path, buffer.getvalue())
 
 
-def read_positions(path: str | os.PathLike) -> LabelTable:
+def read_csv_rows(path: str | os.PathLike, what: str = "CSV file", max_bytes: int | None = None) -> list[tuple[int, list[str]]]:
+    """The non-blank rows of a CSV file with their line numbers, read within limits.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A regular file (a link to a device such as ``/dev/zero`` is refused).
+    what : str
+        What to call the file in errors ("positions file").
+    max_bytes : int, optional
+        Largest file read; default ``$ATOMBENCH_MAX_CSV_BYTES``, else 256 MiB.
+        Fields longer than :func:`csv.field_size_limit` are refused too.
+
+    Returns
+    -------
+    list of (int, list of str)
+        1-based line number (the record's last line) and fields.
+
+    Raises
+    ------
+    FileNotFoundError
+    FileFormatError
+        Not a regular file, too large, not UTF-8 text, NUL bytes, or a
+        malformed line (named).
+    """
+    path = Path(path)
+    size = _regular_file(path, what)
+    limit = max_csv_bytes(max_bytes)
+    too_big = f"{path.name}: {{}}, over the {_human_bytes(limit)} limit for a {what} ({MAX_CSV_BYTES_ENV})"
+    if size > limit:
+        raise FileFormatError(too_big.format(_human_bytes(size)))
+    chunks, total = [], 0
+    with open(path, "rb") as handle:  # in chunks: read(limit) would allocate the whole limit
+        while chunk := handle.read(1 << 20):
+            total += len(chunk)
+            if total > limit:  # the file grew since stat
+                raise FileFormatError(too_big.format("more"))
+            chunks.append(chunk)
+    raw = b"".join(chunks)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise FileFormatError(f"{path.name}, line {line}: not UTF-8 text (byte {raw[exc.start]:#04x}); "
+                              f"save the {what} as UTF-8 CSV") from None
+    if "\0" in text:
+        line = text[: text.index("\0")].count("\n") + 1
+        raise FileFormatError(f"{path.name}, line {line}: holds a NUL byte, so it is not a text CSV file")
+    reader = csv.reader(io.StringIO(text))
+    rows = []
+    try:
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                rows.append((reader.line_num, row))
+    except csv.Error as exc:
+        raise FileFormatError(f"{path.name}, line {reader.line_num + 1}: malformed CSV ({exc})") from None
+    return rows
+
+
+def _position_columns(header: list[str]) -> tuple[int, int] | None:
+    """(x index, y index) of the first accepted pair of position columns in ``header``."""
+    lowered = [h.strip().lower() for h in header]
+    for x_name, y_name in _POSITION_HEADERS:
+        if x_name in lowered and y_name in lowered:
+            return lowered.index(x_name), lowered.index(y_name)
+    return None
+
+
+def has_position_header(path: str | os.PathLike) -> bool:
+    """Whether the first non-blank line of ``path`` is a header :func:`read_positions` accepts.
+
+    Reads at most 64 KiB; never raises for a bad file (``False``).
+    """
+    path = Path(path)
+    try:
+        _regular_file(path, "positions file")
+        with open(path, "rb") as handle:
+            head = handle.read(65536).decode("utf-8-sig", errors="replace")
+        for row in csv.reader(io.StringIO(head)):
+            if any(cell.strip() for cell in row):
+                return _position_columns(row) is not None
+    except (OSError, csv.Error, FileFormatError):
+        return False
+    return False
+
+
+def read_positions(path: str | os.PathLike, max_bytes: int | None = None) -> LabelTable:
     """Read positions from a CSV file.
 
     Accepted headers, checked in this order: ``x_px, y_px`` (ours), ``x, y``
@@ -594,6 +1014,8 @@ def read_positions(path: str | os.PathLike) -> LabelTable:
     Parameters
     ----------
     path : str or path-like
+    max_bytes : int, optional
+        See :func:`read_csv_rows`.
 
     Returns
     -------
@@ -602,36 +1024,28 @@ def read_positions(path: str | os.PathLike) -> LabelTable:
     Raises
     ------
     FileNotFoundError
-    ValueError
-        For an empty file, missing position columns, a line with the wrong
-        number of fields, or a position that is not a finite number; the
+    FileFormatError
+        For an empty, oversized or non-text file, missing position columns, a
+        line with the wrong number of fields, a position that is not a finite
+        number, or an ``x_A`` column that gives an implausible pixel size; the
         message names the file and the line.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such positions file: {path}")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path.name}: not a text CSV file ({exc})") from exc
-    rows = list(csv.reader(io.StringIO(text)))
-    # skip leading blank lines, remember real line numbers (1-based)
-    numbered = [(i + 1, row) for i, row in enumerate(rows) if any(cell.strip() for cell in row)]
+    numbered = read_csv_rows(path, "positions file", max_bytes)
     if not numbered:
-        raise ValueError(f"{path.name}: the file is empty; expected a header with x_px,y_px")
+        raise FileFormatError(f"{path.name}: the file is empty; expected a header with x_px,y_px")
     header_line, header = numbered[0]
     header = [cell.strip() for cell in header]
     lowered = [h.lower() for h in header]
-    x_index = y_index = None
-    for x_name, y_name in _POSITION_HEADERS:
-        if x_name in lowered and y_name in lowered:
-            x_index, y_index = lowered.index(x_name), lowered.index(y_name)
-            break
-    if x_index is None:
-        raise ValueError(
+    columns = _position_columns(header)
+    if columns is None:
+        raise FileFormatError(
             f"{path.name}, line {header_line}: no position columns; expected 'x_px,y_px' "
-            f"(or 'x,y' / napari's 'axis-0,axis-1'), found {header}"
+            f"(or 'x,y' / napari's 'axis-0,axis-1'), found {header[:20]}"
         )
+    x_index, y_index = columns
     skip = {x_index, y_index}
     skip |= {lowered.index(n) for n in ("x_a", "y_a", "index") if n in lowered}
     feature_columns = [(i, header[i]) for i in range(len(header)) if i not in skip]
@@ -639,32 +1053,36 @@ def read_positions(path: str | os.PathLike) -> LabelTable:
     feature_values: dict[str, list[str]] = {name: [] for _, name in feature_columns}
     for line_no, row in numbered[1:]:
         if len(row) != len(header):
-            raise ValueError(
+            raise FileFormatError(
                 f"{path.name}, line {line_no}: {len(row)} field(s) where the header has {len(header)}"
             )
-        coords = []
-        for index, name in ((y_index, header[y_index]), (x_index, header[x_index])):
-            cell = row[index].strip()
-            try:
-                value = float(cell)
-            except ValueError:
-                raise ValueError(f"{path.name}, line {line_no}: {name} = {cell!r} is not a number") from None
-            if not math.isfinite(value):
-                raise ValueError(f"{path.name}, line {line_no}: {name} = {cell!r} is not finite")
-            coords.append(value)
-        positions.append(coords)
+        positions.append([_finite_cell(path, line_no, header[i], row[i]) for i in (y_index, x_index)])
         for index, name in feature_columns:
             feature_values[name].append(row[index].strip())
     positions_rc = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
     features = pd.DataFrame({name: _parse_column(values) for name, values in feature_values.items()})
     pixel_size_A = None
     if "x_a" in lowered and lowered[x_index] == "x_px" and len(positions_rc):
-        x_A = pd.to_numeric(pd.Series([r[lowered.index("x_a")] for _, r in numbered[1:]]), errors="coerce")
+        xa_index = lowered.index("x_a")
+        x_A = np.array([_finite_cell(path, n, header[xa_index], r[xa_index]) if r[xa_index].strip() else np.nan
+                        for n, r in numbered[1:]])
         x_px = positions_rc[:, 1]
-        usable = (np.abs(x_px) > 1.0) & np.isfinite(x_A.to_numpy())
+        usable = (np.abs(x_px) > 1.0) & np.isfinite(x_A)
         if usable.any():
-            pixel_size_A = float(np.median(x_A.to_numpy()[usable] / x_px[usable]))
+            ratio = float(np.median(x_A[usable] / x_px[usable]))
+            pixel_size_A = check_pixel_size_A(ratio, f"{path.name}: x_A / x_px")
     return LabelTable(positions_rc, features, pixel_size_A, str(path))
+
+
+def _finite_cell(path: Path, line_no: int, name: str, cell: str) -> float:
+    cell = cell.strip()
+    try:
+        value = float(cell)
+    except ValueError:
+        raise FileFormatError(f"{path.name}, line {line_no}: {name} = {cell[:40]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise FileFormatError(f"{path.name}, line {line_no}: {name} = {cell[:40]!r} is not finite")
+    return value
 
 
 def _parse_column(values: list[str]) -> Any:
