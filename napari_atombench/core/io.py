@@ -973,7 +973,7 @@ def read_csv_rows(path: str | os.PathLike, what: str = "CSV file", max_bytes: in
             if any(cell.strip() for cell in row):
                 rows.append((reader.line_num, row))
     except csv.Error as exc:
-        raise FileFormatError(f"{path.name}, line {reader.line_num + 1}: malformed CSV ({exc})") from None
+        raise FileFormatError(f"{path.name}, line {reader.line_num}: malformed CSV ({exc})") from None
     return rows
 
 
