@@ -123,7 +123,7 @@ def _tiff_files(rng):
     looped[8 + 2 + 12 * 10:8 + 2 + 12 * 10 + 4] = struct.pack("<I", 8)  # next IFD = itself
     yield "IFD loop", bytes(looped)
     buf = io.BytesIO()
-    tifffile.imwrite(buf, np.zeros((3, 4, 5, 6), np.uint8))
+    tifffile.imwrite(buf, np.zeros((3, 4, 5, 6), np.uint8), photometric="minisblack")
     yield "4D", buf.getvalue()
     buf = io.BytesIO()
     tifffile.imwrite(buf, (image + 1j).astype(np.complex64))

@@ -12,6 +12,7 @@ import pytest
 import tifffile
 
 from dm_builder import write_dm, write_mrc
+from napari_atombench.core import file_checks
 from napari_atombench.core import io as core_io
 from napari_atombench.core.io import (
     as_image_2d,
@@ -439,7 +440,7 @@ def test_library_failures_become_file_errors_but_our_bugs_propagate(tmp_path):
             library_bug()
     with pytest.raises(TypeError):  # raised inside napari_atombench: a bug, not a bad file
         with core_io.file_errors(path, ".dm3"):
-            core_io._human_bytes("not a number")
+            file_checks._human_bytes("not a number")
     with pytest.raises(core_io.FileFormatError, match=r"^x.dm3: .*KeyError"):
         with core_io.file_errors(path, ".dm3"):
             {}["missing tag"]

@@ -48,20 +48,15 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from .io import (
+from .file_checks import (
     FileFormatError,
-    _as_positions,
     _check_declared_size,
-    as_image_2d,
-    atomic_write_text,
     check_pixel_size_A,
     file_errors,
     max_image_bytes,
     read_csv_rows,
-    read_image,
-    read_positions,
-    write_positions,
 )
+from .io import _as_positions, as_image_2d, atomic_write_text, read_image, read_positions, write_positions
 
 __all__ = [
     "CASE_COLUMNS",
