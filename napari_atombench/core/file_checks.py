@@ -65,14 +65,12 @@ class FileFormatError(ValueError):
     """
 
 
-#: What the file libraries (tifffile, NumPy's ``.npy`` reader, RosettaSciIO, h5py,
-#: ``struct``) raise for bad bytes: short reads (``EOFError``, ``struct.error``,
-#: ``OSError``), impossible headers (``ValueError`` incl. ``TiffFileError`` and
-#: ``UnicodeDecodeError``, ``OverflowError``), missing HDF5 objects or DM tags
-#: (``KeyError``) and corrupt HDF5 structures (h5py's ``RuntimeError``). Parsers
-#: also fail on corrupt tables with their own bugs (``ZeroDivisionError``,
-#: ``UnboundLocalError``...): :func:`file_errors` tells those from ours.
-LIBRARY_ERRORS = (OSError, EOFError, struct.error, ValueError, OverflowError, KeyError, RuntimeError)
+#: Exceptions that mean "bad bytes" wherever they are raised: short reads
+#: (``OSError``, ``EOFError``, ``struct.error``) and impossible values
+#: (``ValueError``, incl. tifffile's ``TiffFileError``, ``UnicodeDecodeError``
+#: and our own checks, whose messages name the file). Everything else is
+#: converted only when raised inside a library (see :func:`file_errors`).
+LIBRARY_ERRORS = (OSError, EOFError, struct.error, ValueError)
 #: Everything a reader raises for bad input: catch these to report a bad file.
 READ_ERRORS = (FileFormatError, FileNotFoundError)
 
@@ -179,13 +177,17 @@ def _raised_in_library(exc: BaseException) -> bool:
 def file_errors(path: str | os.PathLike, what: str):
     """Report what a file library raises for bad bytes as a :class:`FileFormatError`.
 
-    Converted: :data:`LIBRARY_ERRORS` (also when our own code raises them about
-    the file: a ``ValueError`` naming the file keeps its message), and any other
-    ``Exception`` raised inside a library (RosettaSciIO's DM parser meets a
-    corrupt tag table with ``DM3TagTypeError``, ``UnboundLocalError``; tifffile
-    a corrupt IFD with ``ZeroDivisionError``, ``TypeError``; NumPy a corrupt
-    ``.npy`` header with ``tokenize.TokenError``). Any other exception raised
-    by our own code is a bug and propagates unchanged, as does ``MemoryError``.
+    Converted: :data:`LIBRARY_ERRORS` from anywhere (a ``ValueError`` whose
+    message already names the file keeps it), and any other ``Exception`` whose
+    innermost frame is in a library, as libraries meet corrupt bytes with
+    their own types and bugs: h5py ``KeyError``/``RuntimeError`` (link
+    iteration, object open), RosettaSciIO's DM parser ``DM3TagTypeError``,
+    ``DM3TagIDError``, ``UnboundLocalError``, tifffile ``ZeroDivisionError``,
+    ``TypeError`` (corrupt IFDs), NumPy ``tokenize.TokenError`` (corrupt
+    ``.npy`` header), ``OverflowError``, ``IndexError``. Anything else raised
+    by our own code (``TypeError``, ``AttributeError``, ``KeyError``,
+    ``ZeroDivisionError``, ``RecursionError``...) is a bug and propagates
+    unchanged, as does ``MemoryError``.
 
     Parameters
     ----------
