@@ -263,6 +263,7 @@ def _mrc_files(rng, tmp: Path):
     for shape in HUGE_SHAPES:
         nz = shape[2] if len(shape) == 3 else 1
         yield f"declares {shape}", patched(nx=shape[-1] if len(shape) == 2 else shape[1], ny=shape[0], nz=nz)
+    yield "declares 65535^3 (dask plans 10^7 chunks)", patched(nx=65_535, ny=65_535, nz=65_535)
     for nxt in (2**31, 2**32 - 1, 128 * 1024, 1 << 20, 3):
         yield f"extended header {nxt}", patched(next=nxt)
     for mode in (3, 5, 65538, 101, 2**31):
