@@ -214,3 +214,52 @@ def test_benchmark_runs_on_a_built_wei_file(tmp_path):
     assert table["dose_e_per_A2"].tolist() == [2e3, 3e3]  # quality column from the metadata
     assert (table["meta_contrast"] == 0.5).all()  # the file's own value kept beside ours
     assert (table["contrast"] < 1.0).all()  # ours, from the raw (clean) image with its background
+
+
+def _folder_with_table(tmp_path, table: str):
+    np.save(tmp_path / "a.npy", np.ones((8, 8), np.float32))
+    (tmp_path / "a.csv").write_text("x_px,y_px\n1,2\n")
+    (tmp_path / "cases.csv").write_text(table)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("a,a.npy,a.csv,0.1,SrTiO3,extra", r"cases.csv, line 3: 6 field\(s\) where the header has 5"),
+        ("a,a.npy,a.csv", r"cases.csv, line 3: 3 field\(s\) where the header has 5"),
+        ("a,a.npy,a.csv,0,x", r"cases.csv, line 3: pixel size 0.0 Å is not plausible"),
+        ("a,a.npy,a.csv,nan,x", r"cases.csv, line 3: pixel size nan Å is not plausible"),
+        ("a,a.npy,a.csv,inf,x", r"cases.csv, line 3: pixel size inf Å is not plausible"),
+        ("a,a.npy,a.csv,1e9,x", r"cases.csv, line 3: pixel size 1000000000.0 Å is not plausible"),
+        ("a,a.npy,a.csv,big,x", r"cases.csv, line 3: pixel_size_A 'big' is not a number"),
+    ],
+)
+def test_case_table_rows_are_checked_and_named_by_line(tmp_path, row, message):
+    from napari_atombench.core.io import FileFormatError
+
+    folder = _folder_with_table(tmp_path, f"case,image,labels,pixel_size_A,material\nb,a.npy,a.csv,0.1,x\n{row}\n")
+    with pytest.raises(FileFormatError, match=message):
+        read_folder_dataset(folder)
+
+
+def test_case_table_with_a_missing_pixel_size_still_reads(tmp_path):
+    folder = _folder_with_table(tmp_path, "case,image,labels,pixel_size_A,material\na,a.npy,a.csv,,SrTiO3\n")
+    (case,) = read_folder_dataset(folder)
+    assert case.pixel_size_A is None and case.material == "SrTiO3"
+    assert load_case(case).truth_rc.tolist() == [[2.0, 1.0]]
+
+
+def test_benchmark_file_errors_name_the_file(tmp_path):
+    from napari_atombench.core.io import FileFormatError
+
+    path = tmp_path / "bench.h5"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("imgs/0", data=np.ones((8, 8), np.float32))
+        handle.create_dataset("coords/0", data=np.array([[1.0, np.nan], [2.0, 3.0]]))
+    (case,) = open_dataset(path)
+    with pytest.raises(FileFormatError, match=r"bench.h5: coordinates of image 0 row 0 is not finite"):
+        load_case(case)
+    path.write_bytes(path.read_bytes()[:600])  # truncated: h5py's OSError
+    with pytest.raises(FileFormatError, match=r"^bench.h5: could not be read as benchmark HDF5.*OSError"):
+        open_dataset(path)

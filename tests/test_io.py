@@ -12,6 +12,7 @@ import pytest
 import tifffile
 
 from dm_builder import write_dm, write_mrc
+from napari_atombench.core import file_checks
 from napari_atombench.core import io as core_io
 from napari_atombench.core.io import (
     as_image_2d,
@@ -349,3 +350,152 @@ def test_sample_data_is_consistent():
         # every label sits on a bright column: the local mean is above the image mean
         r, c = np.round(labels.positions_rc).astype(int).T
         assert data[r, c].mean() > 2 * data.mean()
+
+
+# --- hostile input (see also test_fuzz_readers.py) --------------------------------
+
+
+def _huge_files(tmp_path):
+    from fuzz_files import _npy_header, _ser_bytes, _tiff_bytes
+
+    image = np.zeros((24, 32), np.float32)
+    mrc = tmp_path / "base.mrc"
+    write_mrc(mrc, image, pixel_size_A=0.3)
+    raw = bytearray(mrc.read_bytes())
+    raw[0:8] = np.array([100_000, 100_000], "<u4").tobytes()
+    return {
+        "huge.npy": _npy_header((100_000, 100_000)) + bytes(4096),
+        "huge.tif": _tiff_bytes(100_000, 100_000),
+        "huge.ser": _ser_bytes(image, size_xy=(100_000, 100_000)),
+        "huge.mrc": bytes(raw),
+    }
+
+
+@pytest.mark.parametrize("name", ["huge.npy", "huge.tif", "huge.ser", "huge.mrc"])
+def test_declared_size_over_the_limit_is_refused_before_reading(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(_huge_files(tmp_path)[name])
+    with pytest.raises(core_io.FileFormatError,
+                       match=rf"^{name}: .*declares (1 x )?100000 x 100000 float32 pixels \(37\.3 GiB\), "
+                             r"over the 1 GiB limit \(ATOMBENCH_MAX_IMAGE_BYTES\)"):
+        read_image(path)
+
+
+def test_image_size_limit_from_argument_and_environment(tmp_path, image, monkeypatch):
+    path = tmp_path / "small.npy"
+    np.save(path, image)  # 600 float32 pixels = 2400 bytes
+    assert read_image(path)[0].shape == (20, 30)
+    with pytest.raises(core_io.FileFormatError, match=r"small.npy: .*2\.34 KiB\), over the 1000 bytes limit"):
+        read_image(path, max_bytes=1000)
+    monkeypatch.setenv("ATOMBENCH_MAX_IMAGE_BYTES", "1000")
+    with pytest.raises(core_io.FileFormatError, match="over the 1000 bytes limit"):
+        read_image(path)
+    assert read_image(path, max_bytes=10_000)[0].shape == (20, 30)  # the argument wins
+    monkeypatch.setenv("ATOMBENCH_MAX_IMAGE_BYTES", "lots")
+    with pytest.raises(ValueError, match=r"\$ATOMBENCH_MAX_IMAGE_BYTES = 'lots' is not a number"):
+        read_image(path)
+
+
+def test_stored_bytes_beyond_the_file_are_refused(tmp_path):
+    from fuzz_files import _npy_header
+
+    path = tmp_path / "short.npy"
+    path.write_bytes(_npy_header((300, 300)) + bytes(4096))
+    with pytest.raises(core_io.FileFormatError, match=r"short.npy: .*only 4 KiB follow: the file is truncated"):
+        read_image(path)
+
+
+def test_mrc_extended_header_larger_than_the_file_is_refused(tmp_path, image):
+    path = tmp_path / "next.mrc"
+    write_mrc(path, image, pixel_size_A=0.3)
+    raw = bytearray(path.read_bytes())
+    raw[92:96] = np.array([2**31], "<u4").tobytes()
+    path.write_bytes(bytes(raw))
+    with pytest.raises(core_io.FileFormatError, match=r"next.mrc: .*2147483648-byte extended header"):
+        read_image(path)
+
+
+def test_npy_pickles_are_never_loaded(tmp_path):
+    path = tmp_path / "evil.npy"
+    np.save(path, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    with pytest.raises(core_io.FileFormatError, match="evil.npy: .*Python objects.*never loads pickles"):
+        read_image(path)
+
+
+def test_npy_header_length_is_checked_before_numpy_reads_it(tmp_path):
+    path = tmp_path / "long.npy"
+    path.write_bytes(b"\x93NUMPY\x02\x00" + np.array([2**31], "<u4").tobytes() + b"{" * 100)
+    with pytest.raises(core_io.FileFormatError, match=r"long.npy: .*declares 2147483648 header bytes"):
+        read_image(path)
+
+
+def test_library_failures_become_file_errors_but_our_bugs_propagate(tmp_path):
+    path = tmp_path / "x.dm3"
+
+    def library_bug():  # defined outside napari_atombench: stands for a parser's bug on bad bytes
+        return 1 // 0
+
+    with pytest.raises(core_io.FileFormatError, match=r"^x.dm3: could not be read as .dm3.*ZeroDivisionError"):
+        with core_io.file_errors(path, ".dm3"):
+            library_bug()
+    with pytest.raises(TypeError):  # raised inside napari_atombench: a bug, not a bad file
+        with core_io.file_errors(path, ".dm3"):
+            file_checks._human_bytes("not a number")
+    with pytest.raises(core_io.FileFormatError, match=r"^x.dm3: .*KeyError"):
+        with core_io.file_errors(path, ".dm3"):
+            {}["missing tag"]
+
+
+def test_positions_csv_must_be_a_regular_file_within_limits(tmp_path, monkeypatch):
+    zero = tmp_path / "zero.csv"
+    zero.symlink_to("/dev/zero")
+    with pytest.raises(core_io.FileFormatError, match="zero.csv: .*not a regular file"):
+        read_positions(zero)
+    (tmp_path / "dir.csv").mkdir()
+    with pytest.raises(core_io.FileFormatError, match="dir.csv: .*it is a folder"):
+        read_positions(tmp_path / "dir.csv")
+    path = tmp_path / "big.csv"
+    path.write_text("x_px,y_px\n" + "1,2\n" * 1000)
+    with pytest.raises(core_io.FileFormatError, match=r"big.csv: 3.92 KiB, over the 1000 bytes limit .*ATOMBENCH_MAX_CSV_BYTES"):
+        read_positions(path, max_bytes=1000)
+    monkeypatch.setenv("ATOMBENCH_MAX_CSV_BYTES", "1000")
+    with pytest.raises(core_io.FileFormatError, match="over the 1000 bytes limit"):
+        read_positions(path)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("x_px,y_px,note\n1,2," + "a" * 200_000 + "\n", r"long.csv, line 2: malformed CSV \(field larger than field limit"),
+        ("x_px,y_px\n1,\x002\n", "long.csv, line 2: holds a NUL byte"),
+    ],
+)
+def test_malformed_csv_fields_name_file_and_line(tmp_path, text, message):
+    path = tmp_path / "long.csv"
+    path.write_text(text)
+    with pytest.raises(core_io.FileFormatError, match=message):
+        read_positions(path)
+
+
+@pytest.mark.parametrize("x_A", ["0", "-0.2", "1e9", "1e-9", "inf", "nan"])
+def test_pixel_size_from_x_A_must_be_plausible(tmp_path, x_A):
+    path = tmp_path / "scaled.csv"
+    path.write_text("x_px,y_px,x_A,y_A\n" + "".join(f"{x},{x},{x * float(x_A)},0\n" for x in (5.0, 9.0)))
+    with pytest.raises(core_io.FileFormatError, match=r"scaled.csv(: x_A / x_px: pixel size|, line 2: x_A)"):
+        read_positions(path)
+
+
+@pytest.mark.parametrize(
+    "header, accepted",
+    [("x_px,y_px", True), ("X,Y,species", True), ("index,axis-0,axis-1", True), ("a,b", False), ("", False)],
+)
+def test_napari_reader_accepts_every_header_read_positions_accepts(tmp_path, header, accepted):
+    from napari_atombench._napari.reader import get_reader
+
+    path = tmp_path / "points.csv"
+    rows = "".join(",".join(str(i + k) for k in range(header.count(",") + 1)) + "\n" for i in range(3))
+    path.write_text(f"\n{header}\n{rows}")
+    assert core_io.has_position_header(path) is accepted
+    assert (get_reader(str(path)) is not None) is accepted
+    if accepted:
+        assert len(read_positions(path)) == 3

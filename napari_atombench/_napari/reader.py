@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from ..core.io import IMAGE_SUFFIXES, POSITION_SUFFIXES, read_image, read_positions
+from ..core.io import IMAGE_SUFFIXES, POSITION_SUFFIXES, has_position_header, read_image, read_positions
 from .layers import image_layer_kwargs, labels_layer_kwargs
 
 
@@ -19,19 +19,9 @@ def get_reader(path: str | list[str]) -> Callable | None:
         suffix = Path(p).suffix.lower()
         if suffix not in IMAGE_SUFFIXES + POSITION_SUFFIXES:
             return None
-        if suffix in POSITION_SUFFIXES and not _has_position_header(p):
+        if suffix in POSITION_SUFFIXES and not has_position_header(p):
             return None
     return read_layers
-
-
-def _has_position_header(path: str | os.PathLike) -> bool:
-    try:
-        with open(path, encoding="utf-8-sig") as handle:
-            header = handle.readline().lower()
-    except (OSError, UnicodeDecodeError):
-        return False
-    names = {cell.strip() for cell in header.split(",")}
-    return {"x_px", "y_px"} <= names or {"axis-0", "axis-1"} <= names
 
 
 def read_layers(path: str | list[str]) -> list[tuple]:

@@ -48,6 +48,14 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from .file_checks import (
+    FileFormatError,
+    _check_declared_size,
+    check_pixel_size_A,
+    file_errors,
+    max_image_bytes,
+    read_csv_rows,
+)
 from .io import _as_positions, as_image_2d, atomic_write_text, read_image, read_positions, write_positions
 
 __all__ = [
@@ -148,7 +156,9 @@ def load_case(case: Case) -> CaseData:
         truth = _as_positions(case.truth_rc if case.truth_rc is not None else np.zeros((0, 2)), "truth_rc")
         raw = case.raw
     elif case.h5_path is not None:
-        image, truth, raw = _read_wei_case(case.h5_path, case.h5_key)
+        with file_errors(case.h5_path, "benchmark HDF5"):
+            image, truth, raw = _read_wei_case(case.h5_path, case.h5_key)
+            truth = _as_positions(truth, f"{Path(case.h5_path).name}: coordinates of image {case.h5_key}")
     elif case.image_path is not None:
         image, _, _ = read_image(case.image_path)
         truth = read_positions(case.labels_path).positions_rc if case.labels_path else np.zeros((0, 2))
@@ -217,10 +227,41 @@ class Dataset:
 
 
 def _optional_float(value) -> float | None:
+    """An extra column's value as a number, ``None`` when empty or NaN; ``ValueError`` when text."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     value = float(value)
     return None if math.isnan(value) else value
+
+
+def _case_table(table_path: Path) -> list[tuple[int, dict[str, str]]]:
+    """``cases.csv`` as (line number, row) pairs; every row has exactly the header's fields."""
+    rows = read_csv_rows(table_path, "case table")
+    if not rows:
+        raise FileFormatError(f"{table_path}: the file is empty; expected a header with {', '.join(_REQUIRED)}")
+    header_line, header = rows[0]
+    header = [cell.strip() for cell in header]
+    missing = [c for c in _REQUIRED if c not in header]
+    if missing:
+        raise FileFormatError(f"{table_path} lacks the required column(s) {', '.join(missing)} (header on line {header_line})")
+    records = []
+    for line_no, row in rows[1:]:
+        if len(row) != len(header):
+            raise FileFormatError(
+                f"{table_path}, line {line_no}: {len(row)} field(s) where the header has {len(header)}"
+            )
+        records.append((line_no, {name: cell.strip() for name, cell in zip(header, row)}))
+    return records
+
+
+def _case_pixel_size_A(table_path: Path, line_no: int, cell: str) -> float | None:
+    if not cell:
+        return None
+    try:
+        value = float(cell)
+    except ValueError:
+        raise FileFormatError(f"{table_path}, line {line_no}: pixel_size_A {cell[:40]!r} is not a number") from None
+    return check_pixel_size_A(value, f"{table_path}, line {line_no}")
 
 
 def read_folder_dataset(folder: str | os.PathLike) -> Dataset:
@@ -230,38 +271,32 @@ def read_folder_dataset(folder: str | os.PathLike) -> Dataset:
     ------
     FileNotFoundError
         No ``cases.csv``, or files it names are missing (all listed).
-    ValueError
-        Required columns missing, duplicate case names, bad pixel sizes.
+    FileFormatError
+        Required columns missing, a row with too many or too few fields,
+        duplicate case names, pixel sizes that are not numbers from 1e-3 to
+        100 Å (each named by its line).
     """
     folder = Path(folder)
     table_path = folder / "cases.csv"
     if not table_path.is_file():
         raise FileNotFoundError(f"{folder} is not a folder dataset: it has no cases.csv")
-    table = pd.read_csv(table_path, dtype=str, keep_default_na=False)
-    missing = [c for c in _REQUIRED if c not in table.columns]
-    if missing:
-        raise ValueError(f"{table_path} lacks the required column(s) {', '.join(missing)}")
-    duplicated = table["case"][table["case"].duplicated()].tolist()
+    records = _case_table(table_path)
+    names = [row["case"] for _, row in records]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
-        raise ValueError(f"{table_path}: duplicate case names {', '.join(duplicated)}")
+        raise FileFormatError(f"{table_path}: duplicate case names {', '.join(duplicated)}")
     cases, absent = [], []
-    for index, row in table.iterrows():
-        try:
-            pixel_size_A = _optional_float(row["pixel_size_A"])
-        except ValueError:
-            raise ValueError(f"{table_path} line {index + 2}: pixel_size_A {row['pixel_size_A']!r} is not a number") from None
-        if pixel_size_A is not None and pixel_size_A <= 0:
-            raise ValueError(f"{table_path} line {index + 2}: pixel_size_A must be positive, not {pixel_size_A}")
+    for line_no, row in records:
+        pixel_size_A = _case_pixel_size_A(table_path, line_no, row["pixel_size_A"])
         image_path = folder / row["image"]
         labels_path = folder / row["labels"] if row["labels"] else None
         absent += [str(p) for p in (image_path, labels_path) if p is not None and not p.is_file()]
         extra = {}
-        for column in table.columns:
+        for column, value in row.items():
             if column in CASE_COLUMNS:
                 continue
-            value = row[column]
             try:
-                extra[column] = _optional_float(value) if value.strip() else None
+                extra[column] = _optional_float(value)
             except ValueError:
                 extra[column] = value
         cases.append(
@@ -353,6 +388,9 @@ def describe_h5(path: str | os.PathLike, max_items: int = 8) -> str:
         if handle.attrs:
             lines.append(f"  / attrs: {', '.join(map(str, handle.attrs))}")
         for key, item in handle.items():
+            if item is None:  # h5py gives None for a link it cannot resolve (corrupt file)
+                lines.append(f"  /{key}: unreadable (broken link or corrupt object header)")
+                continue
             if isinstance(item, h5py.Group):
                 children = list(item.keys())
                 shown = ", ".join(children[:max_items]) + (" ..." if len(children) > max_items else "")
@@ -400,6 +438,9 @@ def _entries(handle, key: str, path) -> dict[str, Any]:
 def _read_entry(handle, entry) -> np.ndarray:
     location, index = entry
     data = handle[location]
+    if data.dtype != object:  # declared size checked before reading (ATOMBENCH_MAX_IMAGE_BYTES)
+        shape = data.shape if index is None else data.shape[1:]
+        _check_declared_size(Path(handle.filename), f"/{location}", shape, data.dtype, max_image_bytes())
     return np.asarray(data[()] if index is None else data[index])
 
 
@@ -656,7 +697,8 @@ def open_dataset(source: str | os.PathLike, *, path: str | os.PathLike | None = 
     if source.is_dir():
         return read_folder_dataset(source)
     if source.suffix.lower() in (".h5", ".hdf5"):
-        return read_wei_atom(source)
+        with file_errors(source, "benchmark HDF5"):
+            return read_wei_atom(source)
     if not source.exists():
         raise FileNotFoundError(f"no dataset at {source} (expected a folder with cases.csv, an .h5 file or 'wei_atom')")
     raise ValueError(f"{source} is neither a folder dataset nor an HDF5 file")

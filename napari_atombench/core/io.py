@@ -15,6 +15,14 @@ Decisions documented here because every caller relies on them:
   with ``"raise"``.
 * **RGB(A).** Converted to luminance (Rec. 709 weights, alpha dropped) with a
   warning: microscopes record single-channel data, so colour means an export.
+* **Unreadable files.** Every reader raises :class:`FileFormatError` (a
+  ``ValueError``) whose message starts with the file's name and says what is
+  wrong. Only what the file libraries raise for bad bytes is converted
+  (:func:`file_errors`); a bug in our code propagates.
+* **Size limits.** Declared sizes are checked against a limit before anything
+  is allocated: 1 GiB per image (``ATOMBENCH_MAX_IMAGE_BYTES`` or
+  ``max_bytes=``), 256 MiB per CSV file (``ATOMBENCH_MAX_CSV_BYTES``), which
+  must be a regular file. Details in :mod:`napari_atombench.core.file_checks`.
 * **Stacks.** Never flattened silently. :func:`read_image` refuses them unless
   ``allow_stack=True`` (the napari reader opens them as a stack layer), and
   :func:`as_image_2d` raises a ``ValueError`` that says what to do.
@@ -30,6 +38,7 @@ import io
 import logging
 import math
 import os
+import struct
 import tempfile
 import time
 import warnings
@@ -40,14 +49,48 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from .file_checks import (
+    DEFAULT_MAX_CSV_BYTES,
+    DEFAULT_MAX_IMAGE_BYTES,
+    LIBRARY_ERRORS,
+    MAX_CSV_BYTES_ENV,
+    MAX_IMAGE_BYTES_ENV,
+    READ_ERRORS,
+    FileFormatError,
+    _check_declared_size,
+    _check_emd_datasets,
+    _check_mrc_header,
+    _check_ser_header,
+    _read_exact,
+    _regular_file,
+    check_pixel_size_A,
+    file_errors,
+    max_csv_bytes,
+    max_image_bytes,
+    read_csv_rows,
+)
+
 __all__ = [
+    "DEFAULT_MAX_CSV_BYTES",
+    "DEFAULT_MAX_IMAGE_BYTES",
+    "FileFormatError",
     "IMAGE_SUFFIXES",
+    "LIBRARY_ERRORS",
+    "MAX_CSV_BYTES_ENV",
+    "MAX_IMAGE_BYTES_ENV",
     "POSITION_SUFFIXES",
+    "READ_ERRORS",
     "LabelTable",
     "as_image_2d",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_pixel_size_A",
+    "file_errors",
+    "has_position_header",
     "length_unit_to_A",
+    "max_csv_bytes",
+    "max_image_bytes",
+    "read_csv_rows",
     "read_image",
     "read_positions",
     "rgb_to_luminance",
@@ -100,7 +143,6 @@ _ANGSTROM_PER_UNIT = {
 _PLAUSIBLE_PIXEL_SIZE_A = (1e-3, 1e4)
 
 _REC709_WEIGHTS = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
-
 
 # ----------------------------------------------------------------------------
 # Units and array checks
@@ -270,6 +312,7 @@ def read_image(
     *,
     allow_stack: bool = False,
     nan_policy: str = "raise",
+    max_bytes: int | None = None,
 ) -> tuple[np.ndarray, float | None, dict]:
     """Read a microscope image and its pixel size.
 
@@ -283,6 +326,10 @@ def read_image(
         Return a 3D stack as it is instead of raising.
     nan_policy : {"raise", "replace"}
         See :func:`as_image_2d`.
+    max_bytes : int, optional
+        Refuse images whose header declares more bytes than this (counted as
+        the larger of the stored and the float32 size), before reading them.
+        Default ``$ATOMBENCH_MAX_IMAGE_BYTES``, else 1 GiB.
 
     Returns
     -------
@@ -299,83 +346,128 @@ def read_image(
     ------
     FileNotFoundError
         When the file does not exist.
-    ValueError
-        For unsupported suffixes, unreadable files, files without an image, and
-        the array problems listed in :func:`as_image_2d`.
+    FileFormatError
+        For unsupported suffixes, unreadable or oversized files, files without
+        an image, and the array problems listed in :func:`as_image_2d`.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such image file: {path}")
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
-        raise ValueError(
+        raise FileFormatError(
             f"{path.name}: unsupported image type {suffix!r}; atombench reads "
             + ", ".join(IMAGE_SUFFIXES)
         )
+    limit = max_image_bytes(max_bytes)
+    size = _regular_file(path, f"{suffix} image")
     metadata: dict[str, Any] = {"source_path": str(path)}
-    try:
-        if suffix in (".tif", ".tiff"):
-            data, pixel_size_A = _read_tiff(path, metadata)
-        elif suffix == ".npy":
-            metadata["format"] = "npy"
-            data, pixel_size_A = np.load(path, allow_pickle=False), None
-        else:
-            data, pixel_size_A = _read_with_rsciio(path, suffix, metadata)
-    except (ValueError, FileNotFoundError):
-        raise
-    except Exception as exc:  # a corrupt or mislabelled file: say which and why
-        raise ValueError(f"{path.name}: could not be read as {suffix} ({type(exc).__name__}: {exc})") from exc
+    if suffix in (".tif", ".tiff"):
+        data, pixel_size_A = _read_tiff(path, metadata, limit)
+    elif suffix == ".npy":
+        metadata["format"] = "npy"
+        data, pixel_size_A = _read_npy(path, size, limit), None
+    else:
+        data, pixel_size_A = _read_with_rsciio(path, suffix, metadata, limit, size)
 
-    data = np.asarray(data)
     metadata["original_shape"] = tuple(int(s) for s in data.shape)
     metadata["original_dtype"] = str(data.dtype)
+    if data.size == 0:
+        raise FileFormatError(f"{path.name}: the image is empty (shape {data.shape})")
     is_stack = data.ndim == 3 and not _looks_like_rgb(data)
-    if is_stack and allow_stack:
-        checked = [_checked_image_2d(frame, f"{path.name} frame {i}", nan_policy)
-                   for i, frame in enumerate(data)]
-        image = np.stack([frame for frame, _ in checked])
-        replaced = sum(changes.get("n_nonfinite_replaced", 0) for _, changes in checked)
-        if replaced:
-            metadata["n_nonfinite_replaced"] = replaced
-    else:
-        image, changes = _checked_image_2d(data, path.name, nan_policy)
-        metadata.update(changes)
+    try:
+        if is_stack and allow_stack:
+            checked = [_checked_image_2d(frame, f"{path.name} frame {i}", nan_policy)
+                       for i, frame in enumerate(data)]
+            image = np.stack([frame for frame, _ in checked])
+            replaced = sum(changes.get("n_nonfinite_replaced", 0) for _, changes in checked)
+            if replaced:
+                metadata["n_nonfinite_replaced"] = replaced
+        else:
+            image, changes = _checked_image_2d(data, path.name, nan_policy)
+            metadata.update(changes)
+    except ValueError as exc:  # the array checks name the file first
+        raise FileFormatError(str(exc)) from None
     pixel_size_A = _plausible_pixel_size(pixel_size_A, metadata.get("pixel_size_source", suffix), metadata)
     return image, pixel_size_A, metadata
 
 
-def _read_tiff(path: Path, metadata: dict) -> tuple[np.ndarray, float | None]:
+_NPY_MAX_HEADER_BYTES = 10_000  # np.load's own max_header_size
+
+
+def _read_npy(path: Path, size: int, limit: int) -> np.ndarray:
+    """``np.load`` after checking the header: no pickles, a declared size within the limit and the file."""
+    with open(path, "rb") as handle, file_errors(path, ".npy"):
+        version = np.lib.format.read_magic(handle)
+        if version not in ((1, 0), (2, 0)):
+            raise FileFormatError(f"{path.name}: .npy format version {version} is not one atombench reads (1.0, 2.0)")
+        # NumPy reads the declared header length before checking it: a corrupt
+        # length field would allocate up to 4 GiB
+        length_format = "<H" if version == (1, 0) else "<I"
+        (header_length,) = _read_exact(handle, length_format, path, ".npy header", "")
+        if header_length > _NPY_MAX_HEADER_BYTES:
+            raise FileFormatError(
+                f"{path.name}: the .npy header declares {header_length} header bytes "
+                f"(at most {_NPY_MAX_HEADER_BYTES}); the file is corrupt"
+            )
+        handle.seek(-struct.calcsize(length_format), 1)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(handle)
+        header_bytes = handle.tell()
+    if dtype.hasobject:
+        raise FileFormatError(
+            f"{path.name}: the .npy file holds Python objects (dtype {dtype}); atombench "
+            "never loads pickles: save the image as a numeric array"
+        )
+    _check_declared_size(path, "its .npy header", shape, dtype, limit, available=size - header_bytes)
+    with file_errors(path, ".npy"):
+        return np.asarray(np.load(path, allow_pickle=False))
+
+
+def _read_tiff(path: Path, metadata: dict, limit: int) -> tuple[np.ndarray, float | None]:
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
+    with file_errors(path, ".tif"):
+        tif = tifffile.TiffFile(path)
+    with tif, file_errors(path, ".tif"):
+        if not tif.series:
+            raise FileFormatError(f"{path.name}: the TIFF holds no image (no readable page)")
         series = tif.series[0]
-        data = series.asarray()
-        page = tif.pages[0]
+        if series.dtype is None:
+            raise FileFormatError(f"{path.name}: the TIFF's sample format is not a pixel type atombench reads")
+        _check_declared_size(path, "its TIFF header", series.shape, series.dtype, limit)
+        data = np.asarray(series.asarray())
         metadata["format"] = "tiff"
-        pixel_size_A = None
-        if tif.is_ome and tif.ome_metadata:
-            pixel_size_A = _ome_pixel_size_A(tif.ome_metadata)
-            if pixel_size_A is not None:
-                metadata["pixel_size_source"] = "OME PhysicalSizeX"
-        x_res = page.tags.get("XResolution")
-        res_unit = page.tags.get("ResolutionUnit")
-        pixels_per_unit = None
-        if x_res is not None:
-            num, den = x_res.value
-            pixels_per_unit = num / den if den else None
-        if pixel_size_A is None and pixels_per_unit and tif.is_imagej:
-            unit = (tif.imagej_metadata or {}).get("unit")
-            per_unit = length_unit_to_A(unit)
-            if per_unit is not None:
-                pixel_size_A = per_unit / pixels_per_unit
-                metadata["pixel_size_source"] = f"ImageJ resolution ({unit})"
-        if pixel_size_A is None and pixels_per_unit and res_unit is not None:
-            unit_code = int(res_unit.value)
-            per_unit = {2: 2.54e8, 3: 1e8}.get(unit_code)  # inch, centimetre in Å
-            if per_unit is not None:
-                pixel_size_A = per_unit / pixels_per_unit
-                metadata["pixel_size_source"] = "TIFF resolution tags"
+        pixel_size_A = _tiff_pixel_size_A(tif, metadata)
     return data, pixel_size_A
+
+
+def _tiff_pixel_size_A(tif, metadata: dict) -> float | None:
+    page = tif.pages[0]
+    pixel_size_A = None
+    if tif.is_ome and tif.ome_metadata:
+        pixel_size_A = _ome_pixel_size_A(tif.ome_metadata)
+        if pixel_size_A is not None:
+            metadata["pixel_size_source"] = "OME PhysicalSizeX"
+    x_res = page.tags.get("XResolution")
+    res_unit = page.tags.get("ResolutionUnit")
+    pixels_per_unit = None
+    value = x_res.value if x_res is not None else None
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+        num, den = value
+        pixels_per_unit = num / den if den else None
+    if pixel_size_A is None and pixels_per_unit and tif.is_imagej:
+        unit = (tif.imagej_metadata or {}).get("unit")
+        per_unit = length_unit_to_A(unit)
+        if per_unit is not None:
+            pixel_size_A = per_unit / pixels_per_unit
+            metadata["pixel_size_source"] = f"ImageJ resolution ({unit})"
+    if pixel_size_A is None and pixels_per_unit and res_unit is not None and isinstance(res_unit.value, int):
+        per_unit = {2: 2.54e8, 3: 1e8}.get(int(res_unit.value))  # inch, centimetre in Å
+        if per_unit is not None:
+            pixel_size_A = per_unit / pixels_per_unit
+            metadata["pixel_size_source"] = "TIFF resolution tags"
+    return pixel_size_A
 
 
 def _ome_pixel_size_A(ome_xml: str) -> float | None:
@@ -391,33 +483,52 @@ def _ome_pixel_size_A(ome_xml: str) -> float | None:
             per_unit = length_unit_to_A(unit)
             if per_unit is None:
                 return None
-            return float(element.attrib["PhysicalSizeX"]) * per_unit
+            try:
+                return float(element.attrib["PhysicalSizeX"]) * per_unit
+            except ValueError:
+                return None
     return None
 
 
-def _read_with_rsciio(path: Path, suffix: str, metadata: dict) -> tuple[np.ndarray, float | None]:
+def _read_with_rsciio(path: Path, suffix: str, metadata: dict, limit: int, size: int) -> tuple[np.ndarray, float | None]:
     import importlib
 
+    if suffix == ".mrc":
+        _check_mrc_header(path, size, limit)
+    elif suffix == ".ser":
+        _check_ser_header(path, size, limit)
+    elif suffix == ".emd":
+        _check_emd_datasets(path, limit)
     module = importlib.import_module(_RSCIIO_READERS[suffix])
-    signals = module.file_reader(str(path))
+    with file_errors(path, suffix):
+        # lazy: shapes and dtypes are known before any pixel is read
+        signals = module.file_reader(str(path), lazy=True)
     if not signals:
-        raise ValueError(f"{path.name}: the file holds no data")
+        raise FileFormatError(f"{path.name}: the file holds no data")
     metadata["format"] = suffix.lstrip(".")
     summaries = []
     chosen = None
     for signal in signals:
-        data = np.asarray(signal["data"])
+        data = signal["data"]
         title = (signal.get("metadata", {}) or {}).get("General", {}).get("title", "")
         summaries.append({"title": title, "shape": tuple(int(s) for s in data.shape)})
-        if chosen is None and data.ndim in (2, 3) and not np.iscomplexobj(data):
+        if chosen is None and data.ndim in (2, 3) and np.dtype(data.dtype).kind != "c":
             chosen = signal
     metadata["signals"] = summaries
     if chosen is None:
-        raise ValueError(
+        raise FileFormatError(
             f"{path.name}: no 2D image among its signals "
             + ", ".join(f"{s['title'] or '?'} {s['shape']}" for s in summaries)
         )
     metadata["signal_title"] = (chosen.get("metadata", {}) or {}).get("General", {}).get("title", "")
+    _check_declared_size(path, f"its signal {metadata['signal_title']!r}", chosen["data"].shape,
+                         chosen["data"].dtype, limit)
+    with file_errors(path, suffix):
+        data = np.asarray(chosen["data"])
+    return data, _rsciio_pixel_size_A(chosen, suffix, metadata)
+
+
+def _rsciio_pixel_size_A(chosen: dict, suffix: str, metadata: dict) -> float | None:
     axes = [ax for ax in chosen.get("axes", []) if ax.get("size", 2) > 1 or len(chosen["axes"]) == 2]
     pixel_size_A = None
     if len(axes) >= 2:
@@ -437,7 +548,7 @@ def _read_with_rsciio(path: Path, suffix: str, metadata: dict) -> tuple[np.ndarr
             metadata.setdefault("notes", []).append(
                 f"axis unit {x_axis.get('units')!r} is not a length; no pixel size"
             )
-    return np.asarray(chosen["data"]), pixel_size_A
+    return pixel_size_A
 
 
 # ----------------------------------------------------------------------------
@@ -652,7 +763,34 @@ def write_positions(
     return atomic_write_text(path, buffer.getvalue())
 
 
-def read_positions(path: str | os.PathLike) -> LabelTable:
+def _position_columns(header: list[str]) -> tuple[int, int] | None:
+    """(x index, y index) of the first accepted pair of position columns in ``header``."""
+    lowered = [h.strip().lower() for h in header]
+    for x_name, y_name in _POSITION_HEADERS:
+        if x_name in lowered and y_name in lowered:
+            return lowered.index(x_name), lowered.index(y_name)
+    return None
+
+
+def has_position_header(path: str | os.PathLike) -> bool:
+    """Whether the first non-blank line of ``path`` is a header :func:`read_positions` accepts.
+
+    Reads at most 64 KiB; never raises for a bad file (``False``).
+    """
+    path = Path(path)
+    try:
+        _regular_file(path, "positions file")
+        with open(path, "rb") as handle:
+            head = handle.read(65536).decode("utf-8-sig", errors="replace")
+        for row in csv.reader(io.StringIO(head)):
+            if any(cell.strip() for cell in row):
+                return _position_columns(row) is not None
+    except (OSError, csv.Error, FileFormatError):
+        return False
+    return False
+
+
+def read_positions(path: str | os.PathLike, max_bytes: int | None = None) -> LabelTable:
     """Read positions from a CSV file.
 
     Accepted headers, checked in this order: ``x_px, y_px`` (ours), ``x, y``
@@ -662,6 +800,8 @@ def read_positions(path: str | os.PathLike) -> LabelTable:
     Parameters
     ----------
     path : str or path-like
+    max_bytes : int, optional
+        See :func:`read_csv_rows`.
 
     Returns
     -------
@@ -670,36 +810,28 @@ def read_positions(path: str | os.PathLike) -> LabelTable:
     Raises
     ------
     FileNotFoundError
-    ValueError
-        For an empty file, missing position columns, a line with the wrong
-        number of fields, or a position that is not a finite number; the
+    FileFormatError
+        For an empty, oversized or non-text file, missing position columns, a
+        line with the wrong number of fields, a position that is not a finite
+        number, or an ``x_A`` column that gives an implausible pixel size; the
         message names the file and the line.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such positions file: {path}")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path.name}: not a text CSV file ({exc})") from exc
-    rows = list(csv.reader(io.StringIO(text)))
-    # skip leading blank lines, remember real line numbers (1-based)
-    numbered = [(i + 1, row) for i, row in enumerate(rows) if any(cell.strip() for cell in row)]
+    numbered = read_csv_rows(path, "positions file", max_bytes)
     if not numbered:
-        raise ValueError(f"{path.name}: the file is empty; expected a header with x_px,y_px")
+        raise FileFormatError(f"{path.name}: the file is empty; expected a header with x_px,y_px")
     header_line, header = numbered[0]
     header = [cell.strip() for cell in header]
     lowered = [h.lower() for h in header]
-    x_index = y_index = None
-    for x_name, y_name in _POSITION_HEADERS:
-        if x_name in lowered and y_name in lowered:
-            x_index, y_index = lowered.index(x_name), lowered.index(y_name)
-            break
-    if x_index is None:
-        raise ValueError(
+    columns = _position_columns(header)
+    if columns is None:
+        raise FileFormatError(
             f"{path.name}, line {header_line}: no position columns; expected 'x_px,y_px' "
-            f"(or 'x,y' / napari's 'axis-0,axis-1'), found {header}"
+            f"(or 'x,y' / napari's 'axis-0,axis-1'), found {header[:20]}"
         )
+    x_index, y_index = columns
     skip = {x_index, y_index}
     skip |= {lowered.index(n) for n in ("x_a", "y_a", "index") if n in lowered}
     feature_columns = [(i, header[i]) for i in range(len(header)) if i not in skip]
@@ -707,32 +839,36 @@ def read_positions(path: str | os.PathLike) -> LabelTable:
     feature_values: dict[str, list[str]] = {name: [] for _, name in feature_columns}
     for line_no, row in numbered[1:]:
         if len(row) != len(header):
-            raise ValueError(
+            raise FileFormatError(
                 f"{path.name}, line {line_no}: {len(row)} field(s) where the header has {len(header)}"
             )
-        coords = []
-        for index, name in ((y_index, header[y_index]), (x_index, header[x_index])):
-            cell = row[index].strip()
-            try:
-                value = float(cell)
-            except ValueError:
-                raise ValueError(f"{path.name}, line {line_no}: {name} = {cell!r} is not a number") from None
-            if not math.isfinite(value):
-                raise ValueError(f"{path.name}, line {line_no}: {name} = {cell!r} is not finite")
-            coords.append(value)
-        positions.append(coords)
+        positions.append([_finite_cell(path, line_no, header[i], row[i]) for i in (y_index, x_index)])
         for index, name in feature_columns:
             feature_values[name].append(row[index].strip())
     positions_rc = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
     features = pd.DataFrame({name: _parse_column(values) for name, values in feature_values.items()})
     pixel_size_A = None
     if "x_a" in lowered and lowered[x_index] == "x_px" and len(positions_rc):
-        x_A = pd.to_numeric(pd.Series([r[lowered.index("x_a")] for _, r in numbered[1:]]), errors="coerce")
+        xa_index = lowered.index("x_a")
+        x_A = np.array([_finite_cell(path, n, header[xa_index], r[xa_index]) if r[xa_index].strip() else np.nan
+                        for n, r in numbered[1:]])
         x_px = positions_rc[:, 1]
-        usable = (np.abs(x_px) > 1.0) & np.isfinite(x_A.to_numpy())
+        usable = (np.abs(x_px) > 1.0) & np.isfinite(x_A)
         if usable.any():
-            pixel_size_A = float(np.median(x_A.to_numpy()[usable] / x_px[usable]))
+            ratio = float(np.median(x_A[usable] / x_px[usable]))
+            pixel_size_A = check_pixel_size_A(ratio, f"{path.name}: x_A / x_px")
     return LabelTable(positions_rc, features, pixel_size_A, str(path))
+
+
+def _finite_cell(path: Path, line_no: int, name: str, cell: str) -> float:
+    cell = cell.strip()
+    try:
+        value = float(cell)
+    except ValueError:
+        raise FileFormatError(f"{path.name}, line {line_no}: {name} = {cell[:40]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise FileFormatError(f"{path.name}, line {line_no}: {name} = {cell[:40]!r} is not finite")
+    return value
 
 
 def _parse_column(values: list[str]) -> Any:
