@@ -47,6 +47,24 @@ def _run_info(args) -> int:
     return 0
 
 
+def _add_dataset(subparsers) -> None:
+    parser = subparsers.add_parser("dataset", help="inspect a benchmark dataset (wei_atom.h5 or a cases.csv folder)")
+    info = parser.add_subparsers(dest="action", metavar="ACTION", required=True).add_parser(
+        "info", help="print groups, counts, dtypes, metadata columns, kinds and materials")
+    info.add_argument("path", type=Path)
+    info.set_defaults(func=_run_dataset_info)
+
+
+def _run_dataset_info(args) -> int:
+    from .core.dataset import dataset_info
+
+    if not args.path.exists():
+        raise FileNotFoundError(f"no such file or folder: {args.path}")
+    text, readable = dataset_info(args.path)
+    print(text)
+    return 0 if readable else 1
+
+
 def _add_view(subparsers) -> None:
     parser = subparsers.add_parser(
         "view",
@@ -321,6 +339,7 @@ COMMANDS: list[Callable] = [
     _add_train,
     _add_benchmark,
     _add_robustness,
+    _add_dataset,
 ]
 
 
