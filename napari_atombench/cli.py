@@ -130,6 +130,8 @@ def _add_score(subparsers) -> None:
     radius.add_argument("--max-distance-A", type=float, default=0.5, help="matching radius in Å (default 0.5)")
     radius.add_argument("--max-distance-px", type=float, help="matching radius in pixels")
     parser.add_argument("--paper-compatible", action="store_true", help="the benchmark notebooks' counting")
+    parser.add_argument("--image-shape", type=int, nargs=2, metavar=("ROWS", "COLS"),
+                        help="image size; --paper-compatible needs it (its 1 %% edge rule)")
     parser.add_argument("--json", action="store_true", help="print a JSON object")
     parser.set_defaults(func=_run_score)
 
@@ -149,6 +151,7 @@ def _run_score(args) -> int:
         max_distance_A=args.max_distance_A,
         max_distance_px=args.max_distance_px,
         paper_compatible=args.paper_compatible,
+        image_shape=tuple(args.image_shape) if args.image_shape else None,
     )
     if args.json:
         print(json.dumps(score.as_dict()))
