@@ -8,7 +8,6 @@ import pytest
 from napari_atombench.cli import main
 from napari_atombench.core.dataset import WEI_GENERALITY_COUNT, generality_note, load_case, read_wei_atom
 
-pytest.importorskip("tables")  # a dependency; the skip only guards a broken install
 
 # (Material_orientation, Type): two simulated, two experimental of the SrTiO3/WS2 series, two others
 ROWS = [("SrTiO3[100]", "simulated"), ("WS2[0001]", "simulated"), ("WS2[0001]", "experimental"),
