@@ -61,7 +61,8 @@ def main() -> None:
         score_s, comparison = best_of(
             repeat, lambda: compare_positions(pred, truth, pixel_size_A=PIXEL_SIZE_A))
         paper_s, _ = best_of(
-            repeat, lambda: compare_positions(pred, truth, pixel_size_A=PIXEL_SIZE_A, paper_compatible=True))
+            repeat, lambda: compare_positions(pred, truth, pixel_size_A=PIXEL_SIZE_A, paper_compatible=True,
+                                              image_shape=tuple(truth.max(axis=0) + 8)))
         score = comparison.score
         print(f"{n:>9} {len(pred):>9} {len(pairs[0]):>9} {kd_s:>7.3f} {match_s:>8.3f} {match_s / kd_s:>6.1f} "
               f"{score_s:>8.3f} {paper_s:>8.3f} {score.n_tp:>9} {score.recall:>7.4f} {score.precision:>7.4f} "

@@ -150,6 +150,24 @@ def _run_info(args) -> int:
     return 0
 
 
+def _add_dataset(subparsers) -> None:
+    parser = subparsers.add_parser("dataset", help="inspect a benchmark dataset (wei_atom.h5 or a cases.csv folder)")
+    info = parser.add_subparsers(dest="action", metavar="ACTION", required=True).add_parser(
+        "info", help="print groups, counts, dtypes, metadata columns, kinds and materials")
+    info.add_argument("path", type=Path)
+    info.set_defaults(func=_run_dataset_info)
+
+
+def _run_dataset_info(args) -> int:
+    from .core.dataset import dataset_info
+
+    if not args.path.exists():
+        raise FileNotFoundError(f"no such file or folder: {args.path}")
+    text, readable = dataset_info(args.path)
+    print(text)
+    return 0 if readable else 1
+
+
 def _add_view(subparsers) -> None:
     parser = subparsers.add_parser(
         "view",
@@ -232,6 +250,8 @@ def _add_score(subparsers) -> None:
     radius.add_argument("--max-distance-A", type=positive, default=0.5, help="matching radius in Å (default 0.5)")
     radius.add_argument("--max-distance-px", type=positive, help="matching radius in pixels")
     parser.add_argument("--paper-compatible", action="store_true", help="the benchmark notebooks' counting")
+    parser.add_argument("--image-shape", type=int, nargs=2, metavar=("ROWS", "COLS"),
+                        help="image size; --paper-compatible needs it (its 1 %% edge rule)")
     parser.add_argument("--json", action="store_true", help="print a JSON object")
     parser.set_defaults(func=_run_score)
 
@@ -251,6 +271,7 @@ def _run_score(args) -> int:
         max_distance_A=args.max_distance_A,
         max_distance_px=args.max_distance_px,
         paper_compatible=args.paper_compatible,
+        image_shape=tuple(args.image_shape) if args.image_shape else None,
     )
     if args.json:
         print(json.dumps(score.as_dict()))
@@ -453,6 +474,7 @@ COMMANDS: list[Callable] = [
     _add_train,
     _add_benchmark,
     _add_robustness,
+    _add_dataset,
 ]
 
 

@@ -1,4 +1,9 @@
-"""Regenerate the bundled sample data in napari_atombench/sample_data/.
+"""Regenerate the simulated samples in the top-level sample_data/ folder.
+
+That folder is a folder dataset: ``cases.csv`` (the catalogue, also read by
+File ▸ Open Sample) names each image and labels file; this script rewrites
+the images and labels of the simulated cases listed in ``RECIPES`` and leaves
+``cases.csv`` and any other case alone.
 
 Run: python scripts/make_sample_data.py
 
@@ -11,8 +16,13 @@ Each recipe is exactly an ``atombench simulate`` command line, e.g.::
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from napari_atombench.cli import main
-from napari_atombench.sample_data import sample_paths
+from napari_atombench.sample_data import SAMPLE_DIR, sample_paths
+
+#: the source tree's folder, never an installed copy
+SOURCE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
 
 #: 200 counts at the brightest column peak over a background of 10 counts, 0.15 Å/px,
 #: 0.8 Å probe. HAADF: pure O columns are ~7 % of Sr (Z^1.7) and vanish in the noise,
@@ -26,6 +36,9 @@ RECIPES = {
 
 
 def main_() -> None:
+    if SAMPLE_DIR != SOURCE_DIR:
+        raise SystemExit(f"napari_atombench reads its samples from {SAMPLE_DIR}, not {SOURCE_DIR}: "
+                         f"run this script with the source tree on PYTHONPATH (or an editable install)")
     for name, recipe in RECIPES.items():
         image_path, labels_path = sample_paths(name)
         argv = ["simulate", *recipe, "--out-image", str(image_path), "--out-labels", str(labels_path), *COMMON]

@@ -73,10 +73,14 @@ def test_score_options_and_plain_output(tmp_path, capsys):
     assert main(["score", str(pred), str(truth), "--max-distance-px", "2", "--json"]) == 0
     one = json.loads(capsys.readouterr().out)
     assert (one["n_tp"], one["recall"], one["rmse_A"], one["passes"]) == (1, 0.5, None, None)
-    assert main(["score", str(pred), str(truth), "--paper-compatible", "--pixel-size-A", "0.1", "--json"]) == 0
+    assert main(["score", str(pred), str(truth), "--paper-compatible", "--pixel-size-A", "0.1", "--json"]) == 2
+    assert "needs image_shape" in capsys.readouterr().err  # the 1 % edge rule needs the image size
+    assert main(["score", str(pred), str(truth), "--paper-compatible", "--pixel-size-A", "0.1", "--json",
+                 "--image-shape", "500", "500"]) == 0
     paper = json.loads(capsys.readouterr().out)
-    assert (paper["n_tp"], paper["recall"], paper["paper_compatible"]) == (2, 1.0, True)
-    assert paper["rmse_A"] == pytest.approx(0.15)
+    # (0, 1.5) lies on row 0, within 1 % of the edge: dropped; the labels there are kept and missed
+    assert (paper["n_pred"], paper["n_tp"], paper["recall"], paper["paper_compatible"]) == (1, 0, 0.0, True)
+    assert paper["rmse_A"] is None  # no pair left to average
     assert main(["score", str(pred), str(truth), "--pixel-size-A", "0.1"]) == 0
     out = capsys.readouterr().out
     assert "recall: 0.5000" in out and "passes: False" in out

@@ -132,8 +132,9 @@ def test_failure_cases_centre_and_zoom_the_view(small_case):
 
 def test_paper_compatible_toggle_and_colour_blind_palette(make_napari_viewer):
     viewer = make_napari_viewer()
-    viewer.add_points([[0.0, 0.0], [0.0, 3.0]], name="labels", metadata={"pixel_size_A": 0.1})
-    viewer.add_points([[0.0, 1.5], [20.0, 20.0]], name="model")
+    viewer.add_image(np.zeros((100, 100)), name="image")  # paper scoring's 1 % edge rule needs the size
+    viewer.add_points([[50.0, 50.0], [50.0, 53.0]], name="labels", metadata={"pixel_size_A": 0.1})
+    viewer.add_points([[50.0, 51.5], [70.0, 70.0]], name="model")
     widget = CompareWidget(viewer)
     widget.radius_A.setValue(0.2)  # 2 px
     widget.update_now()
@@ -150,7 +151,7 @@ def test_paper_compatible_toggle_and_colour_blind_palette(make_napari_viewer):
     widget.colour_check.setChecked(True)
     np.testing.assert_allclose(fp.face_color[0], _rgba(PALETTES["colour-blind safe"]["FP"]))
     # points that appear later get the new colour too
-    viewer.layers["model"].add([[30.0, 30.0]])
+    viewer.layers["model"].add([[80.0, 80.0]])
     widget.update_now()
     assert len(fp.data) == 2
     np.testing.assert_allclose(fp.face_color, [_rgba(PALETTES["colour-blind safe"]["FP"])] * 2)

@@ -164,8 +164,9 @@ def test_wei_reader_missing_group_says_what_it_found(tmp_path):
         read_wei_atom(path)
     path2 = tmp_path / "nometa.h5"
     _build_wei(path2, metadata=None)
-    dataset = read_wei_atom(path2)  # metadata is optional: no pixel size then
-    assert dataset.cases[0].pixel_size_A is None
+    with pytest.raises(ValueError, match=r"no metadata found(.|\n)*/imgs: group of 3"):
+        read_wei_atom(path2)  # never a silent metadata-free read
+    assert read_wei_atom(path2, allow_missing_metadata=True).cases[0].pixel_size_A is None
 
 
 def test_wei_reader_wrong_coords_shape(tmp_path):

@@ -88,8 +88,8 @@ def test_all_miss():
 def test_empty_sets_have_defined_values(n_pred, n_truth, recall, precision, f1, passes):
     pred = np.arange(2 * n_pred, dtype=float).reshape(n_pred, 2) * 10
     truth = np.arange(2 * n_truth, dtype=float).reshape(n_truth, 2) * 10 + 500
-    for paper in (False, True):
-        score = score_positions(pred, truth, pixel_size_A=0.2, paper_compatible=paper)
+    for paper in (False, True):  # inside the paper's 1 % edge band of a 1000 px image
+        score = score_positions(pred + 100, truth + 100, pixel_size_A=0.2, paper_compatible=paper, image_shape=(1000, 1000))
         assert (score.n_tp, score.n_fp, score.n_fn) == (0, n_pred, n_truth)
         assert (score.recall, score.precision, score.f1) == (recall, precision, f1)
         assert score.rmse_px is None and score.rmse_A is None
@@ -130,21 +130,22 @@ def test_border_band_is_an_ignore_region_for_pairs_straddling_its_edge():
     assert (score.n_tp, score.n_fp, score.n_fn, score.n_truth, score.n_pred) == (2, 0, 0, 2, 2)
     comparison = compare_positions(pred, truth, max_distance_px=1.0, border_margin_px=5, image_shape=shape)
     assert comparison.tp_pred_index.tolist() == [1, 2]
-    # the notebooks' way filters both sets first: the straddling pairs become an FP and an FN
+    # the notebooks' way drops predictions in the band (never labels): the label inside whose
+    # prediction is in the band becomes an FN, the other straddling pair still matches
     paper = compare_positions(pred, truth, border_margin_px=5, image_shape=shape, paper_compatible=True)
-    assert paper.fp_index.tolist() == [0] and paper.fn_index.tolist() == [1]
+    assert paper.fp_index.tolist() == [] and paper.fn_index.tolist() == [1]
 
 
 def test_paper_compatible_and_one_to_one_give_the_known_different_numbers():
     # two labels 3 px apart; prediction p0 halfway (1.5 px from each: 2.25 px² < 5 px²);
     # p1 far from everything
-    truth = [[0.0, 0.0], [0.0, 3.0]]
-    pred = [[0.0, 1.5], [20.0, 20.0]]
-    paper = score_positions(pred, truth, pixel_size_A=0.1, paper_compatible=True)
-    # paper: p0 counts for both labels -> TP = 2; recall 2/2, precision 2/2 (p1 is not a TP
-    # and still precision is 1); RMSE = sqrt((2.25 + 2.25) / 2) = 1.5 px
+    truth = np.array([[0.0, 0.0], [0.0, 3.0]]) + 50
+    pred = np.array([[0.0, 1.5], [20.0, 20.0]]) + 50
+    paper = score_positions(pred, truth, pixel_size_A=0.1, paper_compatible=True, image_shape=(100, 100))
+    # paper: p0 pairs with both labels -> 2 pairs; recall 2/2 labels matched, precision 1/2
+    # predictions matched; RMSE = sqrt((2.25 + 2.25) / 2) = 1.5 px
     assert paper.n_tp == 2 and paper.n_fp == 1 and paper.n_fn == 0
-    assert (paper.recall, paper.precision) == (pytest.approx(1.0), pytest.approx(1.0))
+    assert (paper.recall, paper.precision) == (pytest.approx(1.0), pytest.approx(0.5))
     assert paper.rmse_px == pytest.approx(1.5) and paper.rmse_A == pytest.approx(0.15)
     assert paper.paper_compatible and paper.max_distance_px == pytest.approx(math.sqrt(5))
     # one-to-one with a 2 px radius: p0 takes one label -> TP 1, FP 1, FN 1
@@ -152,16 +153,17 @@ def test_paper_compatible_and_one_to_one_give_the_known_different_numbers():
     assert (one.n_tp, one.n_fp, one.n_fn) == (1, 1, 1)
     assert (one.recall, one.precision) == (pytest.approx(0.5), pytest.approx(0.5))
     assert one.rmse_px == pytest.approx(1.5)
-    assert paper.passes is True and one.passes is False  # the same input passes only the paper's way
-    # the paper's precision can exceed 1: a single prediction between two labels
-    lone = score_positions([[0.0, 1.5]], truth, paper_compatible=True)
-    assert lone.precision == pytest.approx(2.0) and lone.recall == pytest.approx(1.0)
+    assert paper.passes is False and one.passes is False
+    # a single prediction between two labels: both labels found, the one prediction matched
+    lone = score_positions([[50.0, 51.5]], truth, pixel_size_A=0.1, paper_compatible=True, image_shape=(100, 100))
+    assert (lone.n_tp, lone.recall, lone.precision) == (2, pytest.approx(1.0), pytest.approx(1.0))
+    assert lone.passes is True and score_positions([[50.0, 51.5]], truth, pixel_size_A=0.1).passes is False
 
 
 def test_paper_compatible_cut_is_strictly_below_5_px2():
-    truth = [[0.0, 0.0], [10.0, 10.0]]
-    pred = [[1.0, 2.0], [10.0, 12.2]]  # 1² + 2² = 5 px² (out); 2.2² = 4.84 px² (in)
-    score = score_positions(pred, truth, paper_compatible=True, max_distance_px=100)
+    truth = np.array([[0.0, 0.0], [10.0, 10.0]]) + 50
+    pred = np.array([[1.0, 2.0], [10.0, 12.2]]) + 50  # 1² + 2² = 5 px² (out); 2.2² = 4.84 px² (in)
+    score = score_positions(pred, truth, paper_compatible=True, max_distance_px=100, image_shape=(100, 100))
     assert (score.n_tp, score.n_fp, score.n_fn) == (1, 1, 1)
     assert score.rmse_px == pytest.approx(2.2)
 

@@ -13,12 +13,16 @@ Two ways of counting TP:
   when the pixel size is known, 3 px otherwise). Every number then means what
   it says: precision cannot exceed 1 and a prediction sitting between two
   labels is one TP, not two.
-* ``paper_compatible=True`` reproduces the benchmark authors' notebooks so our
-  numbers can be set beside theirs: **every** (prediction, label) pair with
-  squared distance < 5 px² counts as a TP (many-to-many, so a prediction can
-  count twice and precision can exceed 1), RMSE = sqrt(sum of those squared
-  distances / TP), and ``max_distance`` is ignored. There FP counts predictions
-  with no label in range and FN labels with no prediction in range.
+* ``paper_compatible=True`` reproduces the benchmark authors' scoring so our
+  numbers can be set beside theirs: predictions closer than 1 % of the image
+  width/height to an edge are dropped first (labels are never filtered);
+  **every** (prediction, label) pair with squared distance < 5 px² is a match
+  (many-to-many, ``n_tp`` counts the pairs); recall = labels with a match /
+  labels, precision = predictions with a match / predictions; RMSE =
+  sqrt(mean squared distance over all matched pairs); pass = recall > 0.90,
+  precision > 0.95 and RMSE < 0.30 Å (strict). ``max_distance`` is ignored.
+  FP counts predictions with no label in range, FN labels with no prediction
+  in range. See docs/compare.md for where this differs from one-to-one.
 
 :func:`compare_positions` also says which points were counted as TP, FP and
 FN (for overlays); :func:`score_positions` returns only its :class:`Score`.
@@ -68,6 +72,8 @@ PASS_CRITERIA = {"min_recall": 0.90, "min_precision": 0.95, "max_rmse_A": 0.3}
 DEFAULT_MAX_DISTANCE_PX = 3.0
 #: The notebooks' TP rule: squared distance below 5 px².
 PAPER_MAX_SQUARED_DISTANCE_PX2 = 5.0
+#: The notebooks' edge rule: predictions closer than this fraction of the width/height to an edge are dropped.
+PAPER_EDGE_FRACTION = 0.01
 
 
 @dataclass
@@ -158,9 +164,12 @@ def _ratio(numerator: int, denominator: int) -> float:
     return 1.0 if denominator == 0 else numerator / denominator
 
 
-def _passes(recall: float, precision: float, rmse_A: float | None, pixel_size_A, n_tp: int) -> bool | None:
+def _passes(recall: float, precision: float, rmse_A: float | None, pixel_size_A, n_tp: int, paper: bool) -> bool | None:
     if pixel_size_A is None:
         return None
+    if paper:  # the authors' code: strict inequalities
+        rmse_ok = True if n_tp == 0 else rmse_A < PASS_CRITERIA["max_rmse_A"]
+        return bool(recall > PASS_CRITERIA["min_recall"] and precision > PASS_CRITERIA["min_precision"] and rmse_ok)
     rmse_ok = True if n_tp == 0 else rmse_A <= PASS_CRITERIA["max_rmse_A"]
     return bool(
         recall >= PASS_CRITERIA["min_recall"] and precision >= PASS_CRITERIA["min_precision"] and rmse_ok
@@ -168,8 +177,10 @@ def _passes(recall: float, precision: float, rmse_A: float | None, pixel_size_A,
 
 
 def _score(n_tp, n_fp, n_fn, n_truth, n_pred, squared_sum_px2, pixel_size_A, max_distance_px, paper) -> Score:
-    recall = _ratio(n_tp, n_truth)
-    precision = _ratio(n_tp, n_pred)
+    # one-to-one: TP = matched labels = matched predictions; paper: n_tp counts pairs, and
+    # recall / precision count the labels / predictions with at least one partner
+    recall = _ratio(n_truth - n_fn if paper else n_tp, n_truth)
+    precision = _ratio(n_pred - n_fp if paper else n_tp, n_pred)
     f1 = 0.0 if recall + precision == 0 else 2 * recall * precision / (recall + precision)
     rmse_px = math.sqrt(squared_sum_px2 / n_tp) if n_tp else None
     rmse_A = rmse_px * pixel_size_A if (rmse_px is not None and pixel_size_A is not None) else None
@@ -182,7 +193,7 @@ def _score(n_tp, n_fp, n_fn, n_truth, n_pred, squared_sum_px2, pixel_size_A, max
         f1=float(f1),
         rmse_px=rmse_px,
         rmse_A=rmse_A,
-        passes=_passes(recall, precision, rmse_A, pixel_size_A, n_tp),
+        passes=_passes(recall, precision, rmse_A, pixel_size_A, n_tp, paper),
         n_truth=int(n_truth),
         n_pred=int(n_pred),
         max_distance_px=float(max_distance_px),
@@ -261,13 +272,13 @@ def compare_positions(
                                             pixel_size_A)
     pred_kept = np.arange(len(predicted))
     truth_kept = np.arange(len(truth))
-    if border_margin_px:  # the notebooks drop both sets near the border first
-        pred_kept = np.flatnonzero(filter_border(predicted, image_shape, border_margin_px))
-        truth_kept = np.flatnonzero(filter_border(truth, image_shape, border_margin_px))
-        predicted, truth = predicted[pred_kept], truth[truth_kept]
     if paper_compatible:
-        radius = math.sqrt(PAPER_MAX_SQUARED_DISTANCE_PX2)
-        pred_index, truth_index, distance = candidate_pairs(predicted, truth, radius, strict=True)
+        if image_shape is None:
+            raise ValueError("paper-compatible scoring drops predictions within 1 % of each image edge: "
+                             "it needs image_shape")
+        pred_kept = np.flatnonzero(_paper_edge_mask(predicted, image_shape, border_margin_px))
+        predicted = predicted[pred_kept]  # labels are never filtered
+        pred_index, truth_index, squared = _paper_pairs(predicted, truth)
         # FP / FN here: predictions / labels with no partner in range at all
         # (boolean masks: np.unique is ~1 s per call at 10^6 points)
         pred_paired = np.zeros(len(predicted), bool)
@@ -275,8 +286,8 @@ def compare_positions(
         truth_paired = np.zeros(len(truth), bool)
         truth_paired[truth_index] = True
         tp_pred, fp, fn = np.flatnonzero(pred_paired), np.flatnonzero(~pred_paired), np.flatnonzero(~truth_paired)
-        score = _score(len(distance), len(fp), len(fn), len(truth), len(predicted),
-                       float(np.sum(distance**2)), pixel_size_A, radius, True)
+        score = _score(len(squared), len(fp), len(fn), len(truth), len(predicted),
+                       float(np.sum(squared)), pixel_size_A, math.sqrt(PAPER_MAX_SQUARED_DISTANCE_PX2), True)
     else:
         radius = resolve_max_distance_px(pixel_size_A, max_distance_A, max_distance_px)
         match = match_positions(predicted, truth, radius)
@@ -288,6 +299,27 @@ def compare_positions(
         fp_index=pred_kept[fp].astype(np.int64),
         fn_index=truth_kept[fn].astype(np.int64),
     )
+
+
+def _paper_edge_mask(predicted, image_shape, border_margin_px: float) -> np.ndarray:
+    """Predictions the notebooks keep: strictly inside 1 % of the height/width from each edge
+    (and, when a border margin is given too, at least that far inside)."""
+    rows, cols = image_shape
+    r, c = predicted[:, 0], predicted[:, 1]
+    keep = (r > PAPER_EDGE_FRACTION * rows) & (r < (1 - PAPER_EDGE_FRACTION) * rows)
+    keep &= (c > PAPER_EDGE_FRACTION * cols) & (c < (1 - PAPER_EDGE_FRACTION) * cols)
+    if border_margin_px:
+        keep &= filter_border(predicted, image_shape, border_margin_px)
+    return keep
+
+
+def _paper_pairs(predicted, truth) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (prediction, label) pair with squared distance < 5 px², the cut taken on the squared
+    distance itself (as the notebooks do) so that 1² + 2² = 5 px² is out exactly."""
+    pred_index, truth_index, _ = candidate_pairs(predicted, truth, math.sqrt(PAPER_MAX_SQUARED_DISTANCE_PX2) * (1 + 1e-9))
+    squared = np.sum((predicted[pred_index] - truth[truth_index]) ** 2, axis=1)
+    inside = squared < PAPER_MAX_SQUARED_DISTANCE_PX2
+    return pred_index[inside], truth_index[inside], squared[inside]
 
 
 def _compare_with_ignored_border(predicted, truth, image_shape, margin_px, radius_px, pixel_size_A) -> Comparison:
@@ -340,11 +372,12 @@ def score_positions(
         with the predictions matched to them, and unmatched predictions there
         (an ignore region: matching runs on all points first, so a pair
         straddling the band's edge is neither an FN nor an FP). Paper-compatible
-        scoring drops both sets there before counting, as the notebooks did.
-        Needs ``image_shape``. Must be finite, >= 0 and less than half the
-        shorter image side (else ValueError: a band covering the whole image
-        would score nothing as recall = precision = 1).
+        scoring drops the predictions there (never the labels) besides its
+        own 1 % edge rule. Needs ``image_shape``. Must be finite, >= 0 and
+        less than half the shorter image side (else ValueError: a band
+        covering the whole image would score nothing as recall = precision = 1).
     image_shape : (rows, cols), optional
+        Needed by ``border_margin_px`` and by paper-compatible scoring.
 
     Returns
     -------

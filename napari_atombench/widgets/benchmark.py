@@ -39,7 +39,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.benchmark import CRITERIA, DEFAULT_KNOBS, build_series, parse_knob, run_benchmark, run_robustness
-from ..core.dataset import Dataset, load_case, open_dataset, series_dataset
+from ..core.dataset import Dataset, generality_note, load_case, open_dataset, series_dataset
 from ..core.quality import quality_metrics
 from ..models.registry import get_locator
 
@@ -278,7 +278,8 @@ class BenchmarkWidget(QWidget):
         self.kind.addItems(["all kinds", *kinds])
         self.kind.blockSignals(False)
         self._fill_table()
-        self.status.setText(f"{dataset.name}: {len(dataset)} cases; computing image-quality metrics…")
+        note = f" ({generality_note(dataset)})" if any(c.h5_path for c in dataset) else ""
+        self.status.setText(f"{dataset.name}: {len(dataset)} cases{note}; computing image-quality metrics…")
         signals = self._signals
         cancelled = lambda: self._cancel  # noqa: E731
 

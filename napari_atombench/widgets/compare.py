@@ -381,7 +381,7 @@ class CompareWidget(QWidget):
             max_distance_px=None if pixel_size_A is not None else self.radius_px.value(),
             paper_compatible=paper,
             border_margin_px=margin,
-            image_shape=tuple(image.data.shape[-2:]) if margin else None,
+            image_shape=tuple(image.data.shape[-2:]) if image is not None else None,
         )
         errors = []
         try:
