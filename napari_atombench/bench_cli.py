@@ -13,15 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-<<<<<<< HEAD
 from .cli import UserError, device_name, integer, non_negative, output_file
 from .core.benchmark import (COLUMN_SPACING_PM, DEFAULT_KNOBS, build_series, parse_knob, resolve_locator,
                              run_benchmark, run_robustness, summarise)
-from .core.dataset import open_dataset
-=======
-from .core.benchmark import COLUMN_SPACING_PM, DEFAULT_KNOBS, build_series, parse_knob, run_benchmark, run_robustness, summarise
 from .core.dataset import generality_note, open_dataset
->>>>>>> wei
 from .core.io import atomic_write_text
 
 SUMMARY_COLUMNS = ["model", "n_cases", "n_errors", "n_passed", "recall_mean", "precision_mean", "rmse_A_mean", "seconds"]

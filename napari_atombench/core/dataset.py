@@ -49,7 +49,6 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-<<<<<<< HEAD
 from .file_checks import (
     FileFormatError,
     _check_declared_size,
@@ -58,9 +57,7 @@ from .file_checks import (
     max_image_bytes,
     read_csv_rows,
 )
-=======
 from .h5_inventory import _decode, align_metadata, describe_h5, is_pandas_store, read_pandas_metadata
->>>>>>> wei
 from .io import _as_positions, as_image_2d, atomic_write_text, read_image, read_positions, write_positions
 
 __all__ = [
@@ -395,36 +392,6 @@ def _h5():
     return h5py
 
 
-<<<<<<< HEAD
-def describe_h5(path: str | os.PathLike, max_items: int = 8) -> str:
-    """A listing of an HDF5 file's groups, datasets (shape, dtype) and attributes."""
-    h5py = _h5()
-    lines = [f"{path}:"]
-    with h5py.File(path, "r") as handle:
-        if handle.attrs:
-            lines.append(f"  / attrs: {', '.join(map(str, handle.attrs))}")
-        for key, item in handle.items():
-            if item is None:  # h5py gives None for a link it cannot resolve (corrupt file)
-                lines.append(f"  /{key}: unreadable (broken link or corrupt object header)")
-                continue
-            if isinstance(item, h5py.Group):
-                children = list(item.keys())
-                shown = ", ".join(children[:max_items]) + (" ..." if len(children) > max_items else "")
-                lines.append(f"  /{key}: group of {len(children)} ({shown})")
-                if children:
-                    first = item[children[0]]
-                    if isinstance(first, h5py.Dataset):
-                        lines.append(f"    /{key}/{children[0]}: {first.shape} {first.dtype}"
-                                     + (f" attrs {list(first.attrs)}" if first.attrs else ""))
-            else:
-                lines.append(f"  /{key}: dataset {item.shape} {item.dtype}")
-            if item.attrs:
-                lines.append(f"    attrs: {', '.join(map(str, item.attrs))}")
-    return "\n".join(lines)
-
-
-=======
->>>>>>> wei
 def _natural_key(name: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
@@ -660,8 +627,12 @@ def read_wei_atom(path: str | os.PathLike, *, allow_missing_metadata: bool = Fal
             pixel_size_A = float(pixel_size_pm) / 100.0 if pixel_size_pm not in (None, "") else None
         except (TypeError, ValueError):
             raise ValueError(f"{path}: image {name} has a pixel size {pixel_size_pm!r} that is not a number") from None
-        if pixel_size_A is not None and not (math.isfinite(pixel_size_A) and pixel_size_A > 0):
-            pixel_size_A = None
+        if pixel_size_A is not None:
+            try:
+                check_pixel_size_A(pixel_size_A, f"{path}: image {name}")
+            except FileFormatError as exc:  # one bad row must not lose the other cases
+                warnings.warn(f"{exc}; that case is scored in pixels only", stacklevel=2)
+                pixel_size_A = None
         material = str(meta.pop("material", "") or "")
         meta["metadata_match"] = how
         cases.append(
@@ -695,10 +666,12 @@ def dataset_info(path: str | os.PathLike) -> tuple[str, bool]:
         dataset = read_folder_dataset(path)
         lines = [f"{path}: folder dataset, {len(dataset)} cases"]
     else:
-        lines = [describe_h5(path)]
+        with file_errors(path, "benchmark HDF5"):
+            lines = [describe_h5(path)]
         try:
-            dataset = read_wei_atom(path)
-        except (ValueError, KeyError, OSError) as exc:
+            with file_errors(path, "benchmark HDF5"):
+                dataset = read_wei_atom(path)
+        except (ValueError, OSError) as exc:
             return "\n".join(lines + [f"NOT READABLE as a benchmark dataset: {exc}"]), False
     table = dataset.table()
     lines.append(f"cases: {len(dataset)}")

@@ -88,6 +88,9 @@ def describe_h5(path: str | os.PathLike, max_items: int = 8) -> str:
         if handle.attrs:
             lines.append(f"  / attrs: {', '.join(map(str, handle.attrs))}")
         for key, item in handle.items():
+            if item is None:  # h5py gives None for a link it cannot resolve (corrupt file)
+                lines.append(f"  /{key}: unreadable (broken link or corrupt object header)")
+                continue
             lines += _listing(item, h5py, max_items)
             if is_pandas_store(item):
                 pandas_keys.append(key)
