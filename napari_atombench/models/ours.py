@@ -472,7 +472,12 @@ def _checkpoint_card(path: Path) -> dict:
     sidecar = path.with_suffix(".json")
     if sidecar.is_file():
         return json.loads(sidecar.read_text())
-    return {}
+    from .finetune import load_adapted_weights  # an adapted .pt carries its card inside
+
+    try:
+        return load_adapted_weights(path)[1]
+    except ValueError:
+        return {}
 
 
 def locate(image, pixel_size_A: float | None = None, model: str = DEFAULT_MODEL, **kwargs) -> LocateResult:
