@@ -413,7 +413,10 @@ def load_adapted_weights(path: str | Path) -> tuple[dict, dict]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such weights file")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises pickle, struct, zip and runtime errors for a bad file
+        raise ValueError(f"{path}: not a readable weights file ({type(exc).__name__})") from None
     if not (isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) and isinstance(obj.get("card"), dict)):
         raise ValueError(f"{path}: not an adapted-weights file (needs 'state_dict' and 'card')")
     return obj["state_dict"], obj["card"]

@@ -341,6 +341,35 @@ def get_locator(
     return cls(spec, net, provenance, device=device, fidelity=fidelity, **merged)
 
 
+#: environment variable naming the folder of the user's adapted models
+USER_MODELS_DIR_ENV = "ATOMBENCH_USER_MODELS_DIR"
+
+
+def user_models_dir() -> Path:
+    """Folder of the user's adapted weights (``$ATOMBENCH_USER_MODELS_DIR``, else
+    ``models/`` next to the weights cache)."""
+    env_dir = os.environ.get(USER_MODELS_DIR_ENV)
+    return Path(env_dir).expanduser() if env_dir else cache_dir().parent / "models"
+
+
+def list_adapted_models(folder: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """One row per adapted-weights file (``atombench finetune`` output) in ``folder``
+    (default :func:`user_models_dir`): name (file stem), base model, image, validation F1, path.
+    Files that are not adapted weights are skipped."""
+    from .finetune import load_adapted_weights
+
+    folder = Path(folder) if folder is not None else user_models_dir()
+    rows = []
+    for path in sorted(folder.glob("*.pt")) if folder.is_dir() else []:
+        try:
+            card = load_adapted_weights(path)[1]
+        except (ValueError, RuntimeError, OSError):
+            continue
+        rows.append({"name": path.stem, "base_model": card.get("base_model", ""), "image_name": card.get("image_name", ""),
+                     "validation_f1": card.get("validation_f1"), "path": str(path)})
+    return rows
+
+
 def list_models() -> list[dict[str, Any]]:
     """One row per registered model: name, family, architecture, weights source, cached."""
     return [
