@@ -64,6 +64,7 @@ def test_label_region_adapt_run_compare_and_split(make_napari_viewer, qtbot, mon
     assert [layer.name for layer in added] == [f"{name} class 0", f"{name} class 1"]
     assert "sto labels class 0" in viewer.layers and "sto labels class 1" in viewer.layers
     assert sorted(compare.results) == [f"{name} class 0", f"{name} class 1"]
+    assert list(compare.table["labels"]) == ["sto labels class 0", "sto labels class 1"]
     # inverted contrast: the darker class 0 is the heavy Sr sublattice
     sr = s.positions_rc[s.species == "Sr"]
     truth0 = np.asarray(viewer.layers["sto labels class 0"].data)

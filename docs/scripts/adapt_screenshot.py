@@ -47,6 +47,7 @@ while not widget.adapt_button.enabled:  # the worker re-enables the button when 
 settle()
 widget.split_layer.value = viewer.layers["inverted sto atombench adapted"]
 widget.split_reference.value = viewer.layers["inverted sto labels"]
+widget.n_classes.value = "2"  # Sr and Ti-O (the O columns are too weak to be labelled)
 widget.split()
 for layer in list(viewer.layers):
     if layer.name in ("inverted sto labels", "hand (region)", "inverted sto atombench adapted") or layer.name.endswith(

@@ -488,7 +488,9 @@ class CompareWidget(QWidget):
     def _set_table(self, scores: dict[str, Score]) -> None:
         selected = self._selected_prediction()
         table = scores_table(scores, key="prediction")
-        table.insert(1, "labels", self.truth_layer.name if self.truth_layer is not None else None)
+        default = self.truth_layer.name if self.truth_layer is not None else None
+        own = {layer.name: layer.metadata.get("truth_layer") for layer in _points_layers(self.viewer)}
+        table.insert(1, "labels", [own.get(name) or default for name in table["prediction"]] if len(table) else default)
         table.insert(2, "pixel_size_A", self.pixel_size_A)
         table.insert(3, "border_margin_px", self.margin_px.value() if self.image_layer is not None else 0.0)
         self.table = table
