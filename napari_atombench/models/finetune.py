@@ -332,39 +332,13 @@ def _train(base, x, target, loss_mask, labels_s, train_box, val_box, side, radiu
             progress(step, steps)
     net.load_state_dict(best_state)
     net.eval()
-    seconds = time.perf_counter() - t0
-    info = card_info
-    base_card = _base_card(base, info["weights"])
-    box, ratio, image = info["box"], info["ratio"], info["image"]
-    card = {
-        "kind": "adapted",
-        "architecture": "atombench_unet",
-        "arch_kwargs": base_card.get("arch_kwargs") or {"base_channels": 16, "depth": 3},
-        "base_model": inner.name,
-        "base_weights_sha256": inner.provenance.get("weights_sha256"),
-        "image_name": str(info["image_name"]),
-        "image_shape": [int(s) for s in image.shape],
-        "pixel_size_A": info["pixel_size_A"],
-        "sampling_zoom": float(info["zoom"]),
-        "sampling_from": info["how"],
-        "region_rc": [int(v) for v in box],
-        "validation_region_rc": [int(round(v)) for v in np.array(val_box) / ratio],
-        "n_labels": info["n_labels"],
-        "n_labels_validation": int(_inside(labels_s, val_box).sum()),
-        "steps": int(best_step),
-        "steps_run": int(step),
-        "steps_budget": int(steps),
-        "stopped": stopped,
-        "seconds": round(seconds, 2),
-        "validation_f1_before": round(float(f1_before), 4),
-        "validation_f1": round(float(best_f1), 4),
-        "seed": int(seed),
-        "trained_pixel_size_A": base.trained_pixel_size_A,
-        "trained_separation_px": base.trained_separation_px,
-        "threshold": inner.threshold,
-        "config": {"normalize_window_px": inner.normalize_window_px, "crop_px": side, "batch_size": int(batch_size),
-                   "lr": float(lr)},
-    }
+    run = {"steps": int(best_step), "steps_run": int(step), "steps_budget": int(steps), "stopped": stopped,
+           "seconds": round(time.perf_counter() - t0, 2), "validation_f1_before": round(float(f1_before), 4),
+           "validation_f1": round(float(best_f1), 4), "seed": int(seed),
+           "n_labels_validation": int(_inside(labels_s, val_box).sum()),
+           "config": {"normalize_window_px": inner.normalize_window_px, "crop_px": side,
+                      "batch_size": int(batch_size), "lr": float(lr)}}
+    card = _make_card(base, card_info, val_box, run)
     adapted = SamplingAwareLocator(
         AtomBenchLocator(f"{inner.name} adapted", net, {**inner.provenance, "adapted": card}, device=str(inner.device),
                          threshold=inner.threshold, min_distance_px=inner.min_distance_px,
@@ -374,6 +348,32 @@ def _train(base, x, target, loss_mask, labels_s, train_box, val_box, side, radiu
         max_side_px=base.max_side_px, edge_px=base.edge_px)
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     return FineTuneResult(state_dict=state, card=card, locator=adapted, history=history)
+
+
+def _make_card(base, info: dict, val_box, run: dict) -> dict:
+    """The adapted model's card: base model, image, region, labels, the run's record
+    (``run``), and the base card's sampling and threshold (so the file runs alone)."""
+    inner = base.inner
+    base_card = _base_card(base, info["weights"])
+    return {
+        "kind": "adapted",
+        "architecture": "atombench_unet",
+        "arch_kwargs": base_card.get("arch_kwargs") or {"base_channels": 16, "depth": 3},
+        "base_model": inner.name,
+        "base_weights_sha256": inner.provenance.get("weights_sha256"),
+        "image_name": str(info["image_name"]),
+        "image_shape": [int(s) for s in info["image"].shape],
+        "pixel_size_A": info["pixel_size_A"],
+        "sampling_zoom": float(info["zoom"]),
+        "sampling_from": info["how"],
+        "region_rc": [int(v) for v in info["box"]],
+        "validation_region_rc": [int(round(v)) for v in np.array(val_box) / info["ratio"]],
+        "n_labels": info["n_labels"],
+        **run,
+        "trained_pixel_size_A": base.trained_pixel_size_A,
+        "trained_separation_px": base.trained_separation_px,
+        "threshold": inner.threshold,
+    }
 
 
 def _base_card(base, weights) -> dict:
