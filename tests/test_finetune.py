@@ -113,7 +113,7 @@ def test_progress_cancel_and_bad_input():
         finetune("atombench", image, truth, steps=0, device="cpu")
 
 
-def test_cli_finetune_locate_and_classify(tmp_path, capsys):
+def test_cli_finetune_locate_and_classify(tmp_path, capsys, monkeypatch):
     image, truth = inverted_scene(96, seed=2)
     np.save(tmp_path / "img.npy", image)
     write_positions(tmp_path / "labels.csv", truth)
@@ -126,6 +126,10 @@ def test_cli_finetune_locate_and_classify(tmp_path, capsys):
     assert main(["locate", str(tmp_path / "img.npy"), "--weights", str(weights), "--pixel-size-A", "0.2",
                  "--device", "cpu", "--out", str(pos)]) == 0
     assert pos.is_file()
+    monkeypatch.setenv("ATOMBENCH_USER_MODELS_DIR", str(tmp_path))
+    capsys.readouterr()
+    assert main(["models"]) == 0
+    assert "adapted  base atombench  image img.npy" in capsys.readouterr().out
     s = sim.simulate("ws2", shape=(160, 160), pixel_size_pm=15, resolution_pm=80, dose_e_per_A2=1e4, seed=4)
     np.save(tmp_path / "ws2.npy", s.image)
     write_positions(tmp_path / "ws2.csv", s.positions_rc)
