@@ -462,6 +462,94 @@ def _run_train(args) -> int:
     return 0
 
 
+def _add_finetune(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "finetune",
+        help="adapt a model to one image from hand labels of a region",
+        description="Fine-tune an atombench model on the labels of one region of an image (every column in "
+        "the region labelled; the rest of the image is not used as negatives) and write the adapted "
+        "weights (.pt with its card) for `atombench locate --weights`.",
+    )
+    parser.add_argument("image", type=Path)
+    parser.add_argument("labels", type=Path, help="positions CSV (x_px,y_px) of every column in the region")
+    parser.add_argument("--out", type=Path, required=True, help="adapted weights file (.pt)")
+    parser.add_argument("--model", default="atombench", help="model to start from (atombench family)")
+    parser.add_argument("--weights", type=Path, help="start from this checkpoint instead (e.g. an adapted .pt)")
+    parser.add_argument("--region", type=float, nargs=4, metavar=("R0", "C0", "R1", "C1"),
+                        help="labelled box in pixels, end exclusive (default: the labels' bounding box)")
+    parser.add_argument("--steps", type=int, default=300, help="most training steps (default 300)")
+    parser.add_argument("--pixel-size-A", dest="pixel_size_A", type=float, help="override the file's pixel size (Å/px)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch CPU threads while training")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
+    parser.set_defaults(func=_run_finetune)
+
+
+def _run_finetune(args) -> int:
+    from .core.io import read_image, read_positions
+    from .models.finetune import finetune, save_adapted_weights
+
+    if args.out.suffix not in (".pt", ".pth"):
+        raise UserError(f"--out {args.out}: adapted weights must be a .pt or .pth file")
+    image, pixel_size_A, _ = read_image(args.image)
+    labels = read_positions(args.labels).positions_rc
+    last = [-1]
+
+    def progress(done: int, total: int) -> None:
+        if done * 10 // total != last[0]:
+            last[0] = done * 10 // total
+            print(f"step {done}/{total}", flush=True)
+
+    result = finetune(args.model, image, labels, region=args.region, steps=args.steps,
+                      pixel_size_A=args.pixel_size_A or pixel_size_A, weights=args.weights,
+                      image_name=args.image.name, seed=args.seed, device=args.device, threads=args.threads,
+                      progress=progress)
+    save_adapted_weights(result, args.out)
+    card = result.card
+    print(f"validation F1 {card['validation_f1_before']:.3f} -> {card['validation_f1']:.3f} on "
+          f"{card['n_labels_validation']} held-out labels; {card['steps']} steps kept of {card['steps_run']} run "
+          f"({card['stopped']}), {card['seconds']:.0f} s; written to {args.out}")
+    return 0
+
+
+def _add_classify(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "classify",
+        help="sort atom columns into sublattices by intensity",
+        description="Classify columns by a Gaussian mixture of a per-column feature (class count by BIC "
+        "unless given) and write the positions CSV with a 'class' column (0 = dimmest).",
+    )
+    parser.add_argument("image", type=Path)
+    parser.add_argument("positions", type=Path, help="positions CSV (x_px,y_px)")
+    parser.add_argument("--out", type=Path, required=True, help="output CSV with a 'class' column")
+    parser.add_argument("--n-classes", default="auto", help="number of classes or 'auto' (BIC; default)")
+    parser.add_argument("--feature", choices=["integrated_intensity", "peak", "sigma"], default="integrated_intensity")
+    parser.add_argument("--max-classes", type=int, default=5, help="largest class count 'auto' tries")
+    parser.set_defaults(func=_run_classify)
+
+
+def _run_classify(args) -> int:
+    from .core.classify import classify_columns
+    from .core.io import read_image, read_positions, write_positions
+
+    n_classes = args.n_classes
+    if n_classes != "auto":
+        try:
+            n_classes = int(n_classes)
+        except ValueError:
+            raise UserError(f"--n-classes must be an integer or 'auto'; got {args.n_classes!r}") from None
+    image, pixel_size_A, _ = read_image(args.image)
+    table = read_positions(args.positions)
+    result = classify_columns(image, table.positions_rc, n_classes, args.feature, max_classes=args.max_classes)
+    write_positions(args.out, table.positions_rc, pixel_size_A=pixel_size_A or table.pixel_size_A,
+                    features={"class": result.classes})
+    for k in range(result.n_classes):
+        print(f"class {k}: {result.counts[k]} columns, mean {args.feature} {result.means[k, 0]:.4g} "
+              f"± {result.stds[k, 0]:.3g}")
+    print(f"{result.n_classes} classes ({'BIC' if args.n_classes == 'auto' else 'given'}); written to {args.out}")
+    return 0
+
+
 #: Subcommand registrars, in the order they appear in --help.
 COMMANDS: list[Callable] = [
     _add_view,
@@ -472,6 +560,8 @@ COMMANDS: list[Callable] = [
     _add_refine,
     _add_simulate,
     _add_train,
+    _add_finetune,
+    _add_classify,
     _add_benchmark,
     _add_robustness,
     _add_dataset,

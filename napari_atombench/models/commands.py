@@ -73,7 +73,7 @@ def add_models(subparsers) -> None:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from .registry import list_models
+    from .registry import list_adapted_models, list_models, user_models_dir
 
     rows = list_models()
     width = max(len(r["name"]) for r in rows)
@@ -81,4 +81,9 @@ def run_models(args: argparse.Namespace) -> int:
     for r in rows:
         cached = "yes" if r["cached"] else "no"
         print(f"{r['name']:<{width}}  {r['family']:<10}  {r['architecture']:<16}  {cached:<6}  {r['weights']}")
+    adapted = list_adapted_models()
+    if adapted:
+        print(f"\nadapted models in {user_models_dir()} (use with --weights):")
+    for r in adapted:
+        print(f"{r['name']}  base {r['base_model']}  image {r['image_name']}  validation F1 {r['validation_f1']}  {r['path']}")
     return 0

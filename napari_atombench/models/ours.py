@@ -412,5 +412,3 @@ def atombench_locator(spec: ModelSpec, weights=None, *, device: str = "auto", fi
                                     edge_px=float(options.get("edge_px", -0.5)))
     pixel_size_A, separation_px = trained_sampling(spec, weights)
     return SamplingAwareLocator(inner, pixel_size_A, separation_px, edge_px=edge_px, rescale=rescale)
-
-

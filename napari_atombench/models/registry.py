@@ -365,12 +365,17 @@ def load_state_dict(path: str | os.PathLike) -> dict:
 
 
 def checkpoint_card(path: str | os.PathLike) -> dict[str, Any]:
-    """The record saved beside a checkpoint (``<stem>.json``: sampling, threshold, ...), or {}."""
+    """The record of a checkpoint (sampling, threshold, ...): ``<stem>.json`` beside it,
+    else the card inside an adapted-weights file, else {}."""
     import json
 
     sidecar = Path(path).with_suffix(".json")
     if sidecar.is_file():
         return json.loads(sidecar.read_text())
+    # an adapted .pt (atombench finetune) carries its card inside
+    obj = load_checkpoint(path) if Path(path).is_file() else None
+    if isinstance(obj, dict) and isinstance(obj.get("card"), dict):
+        return obj["card"]
     return {}
 
 
@@ -504,6 +509,35 @@ def trained_sampling(spec: ModelSpec, weights: str | os.PathLike | None = None) 
         return float(spec.trained_pixel_size_A), float(spec.trained_separation_px or 14.0)
     record = checkpoint_card(weights) if weights is not None else {}
     return float(record.get("trained_pixel_size_A", 0.2)), float(record.get("trained_separation_px", 14.0))
+
+
+#: environment variable naming the folder of the user's adapted models
+USER_MODELS_DIR_ENV = "ATOMBENCH_USER_MODELS_DIR"
+
+
+def user_models_dir() -> Path:
+    """Folder of the user's adapted weights (``$ATOMBENCH_USER_MODELS_DIR``, else
+    ``models/`` next to the weights cache)."""
+    env_dir = os.environ.get(USER_MODELS_DIR_ENV)
+    return Path(env_dir).expanduser() if env_dir else cache_dir().parent / "models"
+
+
+def list_adapted_models(folder: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """One row per adapted-weights file (``atombench finetune`` output) in ``folder``
+    (default :func:`user_models_dir`): name (file stem), base model, image, validation F1, path.
+    Files that are not adapted weights are skipped."""
+    from .finetune import load_adapted_weights
+
+    folder = Path(folder) if folder is not None else user_models_dir()
+    rows = []
+    for path in sorted(folder.glob("*.pt")) if folder.is_dir() else []:
+        try:
+            card = load_adapted_weights(path)[1]
+        except (ValueError, RuntimeError, OSError):
+            continue
+        rows.append({"name": path.stem, "base_model": card.get("base_model", ""), "image_name": card.get("image_name", ""),
+                     "validation_f1": card.get("validation_f1"), "path": str(path)})
+    return rows
 
 
 def list_models() -> list[dict[str, Any]]:

@@ -390,13 +390,16 @@ class CompareWidget(QWidget):
             return self._show_error(str(exc))
         active = self.viewer.layers.selection.active
         for layer in predictions:
+            # a per-class prediction layer names its own labels (the same class of the labels)
+            own = next((t for t in _points_layers(self.viewer) if t.name == layer.metadata.get("truth_layer")), None)
             try:
-                comparison = compare_positions(_positions(layer), truth, **options)
+                own_truth = truth if own is None else _positions(own)
+                comparison = compare_positions(_positions(layer), own_truth, **options)
             except ValueError as exc:
                 errors.append(str(exc))
                 continue
             self.results[layer.name] = comparison
-            self._write_overlays(layer, truth_layer, truth, comparison)
+            self._write_overlays(layer, truth_layer if own is None else own, own_truth, comparison)
         if active is not None and self.viewer.layers.selection.active is not active:
             self.viewer.layers.selection.active = active  # new overlays must not steal the selection
         self._set_table({name: c.score for name, c in self.results.items()})
@@ -485,7 +488,9 @@ class CompareWidget(QWidget):
     def _set_table(self, scores: dict[str, Score]) -> None:
         selected = self._selected_prediction()
         table = scores_table(scores, key="prediction")
-        table.insert(1, "labels", self.truth_layer.name if self.truth_layer is not None else None)
+        default = self.truth_layer.name if self.truth_layer is not None else None
+        own = {layer.name: layer.metadata.get("truth_layer") for layer in _points_layers(self.viewer)}
+        table.insert(1, "labels", [own.get(name) or default for name in table["prediction"]] if len(table) else default)
         table.insert(2, "pixel_size_A", self.pixel_size_A)
         table.insert(3, "border_margin_px", self.margin_px.value() if self.image_layer is not None else 0.0)
         self.table = table

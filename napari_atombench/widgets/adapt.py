@@ -1,0 +1,259 @@
+"""Dock widget "Adapt model to labels": fine-tune on a labelled region, run, compare;
+split columns into sublattices.
+
+Adapt: choose the image, the Points layer with every column of a region labelled
+(seed + snap + refine in the Label dock make that quick) and optionally a Shapes
+layer whose first rectangle is the region. :func:`~napari_atombench.models.finetune.finetune`
+runs in a ``thread_worker`` (progress per step, cancel), the adapted model then
+locates columns in the whole image, the result is added as a Points layer
+``<image> <model> adapted`` and handed to the Compare dock; the weights are saved
+to the user's model folder (listed by ``atombench models``).
+
+Split: sort a Points layer's columns into classes
+(:func:`~napari_atombench.core.classify.classify_columns`) and add one layer per
+class, ``<layer> class k``. With a reference labels layer chosen, it is split
+into the same number of classes and each prediction class is scored against its
+labels class in the Compare dock (one row per class).
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, SpinBox
+from napari.layers import Image, Points, Shapes
+from napari.qt.threading import thread_worker
+from napari.utils import progress as napari_progress
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from .._napari.layers import points_size_px
+from ..core.classify import FEATURES, classify_columns
+from ..models.finetune import finetune, save_adapted_weights
+from ..models.registry import user_models_dir
+from .run_model import PREDICTION_STYLE
+
+if TYPE_CHECKING:
+    import napari
+
+COMPARE_WIDGET = ("napari-atombench", "Compare to labels")
+NONE = "(none)"
+#: one colour per class (ring markers)
+CLASS_COLOURS = ("#ff4fd8", "#7dff4f", "#ffa64f", "#4fa3ff", "#f5f54f")
+
+
+def adapt_in_thread(run_finetune, locate, cancel_event: threading.Event):
+    """Generator for a thread_worker: yields (done, total) of the fine-tune, returns
+    (FineTuneResult, LocateResult on the whole image)."""
+    events: queue.Queue = queue.Queue()
+
+    def run():
+        try:
+            result = run_finetune(lambda done, total: events.put(("progress", (done, total))), cancel_event.is_set)
+            events.put(("done", (result, locate(result.locator))))
+        except BaseException as exc:  # surfaced by the worker's errored signal
+            events.put(("error", exc))
+
+    threading.Thread(target=run, daemon=True, name="atombench-adapt").start()
+    while True:
+        kind, payload = events.get()
+        if kind == "progress":
+            yield payload
+        elif kind == "done":
+            return payload
+        else:
+            raise payload
+
+
+def _region_of(shapes: Shapes, image: Image) -> tuple[float, float, float, float]:
+    """Bounding box (r0, c0, r1, c1) of a Shapes layer's first shape, in image pixels."""
+    if len(shapes.data) == 0:
+        raise ValueError(f"shapes layer {shapes.name!r} has no shape to use as the region")
+    corners = np.asarray(shapes.data[0], dtype=float)[:, -2:]
+    corners = np.asarray([image.world_to_data(shapes.data_to_world(c)) for c in corners])[:, -2:]
+    lo, hi = corners.min(0), corners.max(0)
+    return float(np.floor(lo[0] + 0.5)), float(np.floor(lo[1] + 0.5)), float(np.ceil(hi[0] + 0.5)), float(np.ceil(hi[1] + 0.5))
+
+
+class AdaptWidget(Container):
+    """Fine-tune a model on a labelled region; split Points into sublattice classes."""
+
+    def __init__(self, napari_viewer: "napari.viewer.Viewer"):
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.image = ComboBox(label="image", choices=self._layers(Image))
+        self.labels = ComboBox(label="labels (region)", choices=self._layers(Points))
+        self.region = ComboBox(label="region (shapes)", choices=self._region_choices)
+        self.model = ComboBox(label="start from", choices=["atombench"], value="atombench")
+        self.steps = SpinBox(label="steps", value=300, min=1, max=100000, step=50)
+        self.save = CheckBox(label="save weights to my models", value=True)
+        self.adapt_button = PushButton(text="Adapt and run on whole image")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.split_layer = ComboBox(label="split points", choices=self._layers(Points))
+        self.split_reference = ComboBox(label="score against", choices=self._reference_choices)
+        self.n_classes = ComboBox(label="classes", choices=["auto", "1", "2", "3", "4", "5"], value="auto")
+        self.feature = ComboBox(label="feature", choices=list(FEATURES), value="integrated_intensity")
+        self.split_button = PushButton(text="Split into classes")
+        self.status = Label(value="")
+        self.extend([self.image, self.labels, self.region, self.model, self.steps, self.save, self.adapt_button,
+                     self.cancel_button, self.split_layer, self.split_reference, self.n_classes, self.feature,
+                     self.split_button, self.status])
+        self.adapt_button.changed.connect(self.adapt)
+        self.cancel_button.changed.connect(self.cancel)
+        self.split_button.changed.connect(self.split)
+        self.viewer.layers.events.inserted.connect(self._refresh)
+        self.viewer.layers.events.removed.connect(self._refresh)
+        self._cancel = threading.Event()
+        self.worker = None
+        self.last_result = None
+        self.compare_widget = None
+
+    # -- choices
+    def _layers(self, kind):
+        return lambda _=None: [layer for layer in self.viewer.layers if isinstance(layer, kind)]
+
+    def _region_choices(self, _=None):
+        return [(NONE, None)] + [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Shapes)]
+
+    def _reference_choices(self, _=None):
+        return [(NONE, None)] + [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Points)]
+
+    def _refresh(self, _=None) -> None:
+        for combo in (self.image, self.labels, self.region, self.split_layer, self.split_reference):
+            combo.reset_choices()
+
+    # -- adapt
+    def adapt(self, _=None):
+        image_layer, labels_layer = self.image.value, self.labels.value
+        if image_layer is None or labels_layer is None:
+            show_warning("Adapt model: choose an image and a labels Points layer")
+            return None
+        try:
+            region = None if self.region.value is None else _region_of(self.region.value, image_layer)
+        except ValueError as exc:
+            show_error(f"Adapt model: {exc}")
+            return None
+        image = np.asarray(image_layer.data, dtype=np.float32)
+        labels = np.asarray(labels_layer.data, dtype=float)[:, -2:]
+        pixel_size_A = image_layer.metadata.get("pixel_size_A")
+        model, steps, name = self.model.value, int(self.steps.value), image_layer.name
+
+        def run_finetune(progress, cancelled):
+            return finetune(model, image, labels, region=region, steps=steps, pixel_size_A=pixel_size_A,
+                            image_name=name, progress=progress, cancelled=cancelled)
+
+        self._cancel.clear()
+        pbar = napari_progress(total=steps, desc=f"adapting {model} to {name}")
+        worker = thread_worker(adapt_in_thread, start_thread=False, ignore_errors=True)(
+            run_finetune, lambda locator: locator.locate(image, pixel_size_A), self._cancel)
+
+        def on_progress(value):
+            done, total = value
+            pbar.total, pbar.n = total, done
+            pbar.refresh()
+            self.status.value = f"step {done}/{total}"
+
+        def on_error(exc):
+            from ..models.base import Cancelled
+
+            if isinstance(exc, Cancelled):
+                show_info("Adapt model: cancelled")
+                self.status.value = "cancelled"
+            else:
+                show_error(f"Adapt model on {name}: {exc}")
+                self.status.value = f"error: {exc}"
+
+        def on_finish():
+            pbar.close()
+            self.adapt_button.enabled, self.cancel_button.enabled = True, False
+
+        worker.yielded.connect(on_progress)
+        worker.returned.connect(lambda payload: self._add_result(image_layer, *payload))
+        worker.errored.connect(on_error)
+        worker.finished.connect(on_finish)
+        self.adapt_button.enabled, self.cancel_button.enabled = False, True
+        self.status.value = "adapting..."
+        self.worker = worker
+        worker.start()
+        return worker
+
+    def cancel(self, _=None) -> None:
+        self._cancel.set()
+
+    def _add_result(self, layer: Image, result, located) -> None:
+        self.last_result = result
+        card = result.card
+        meta = {**located.metadata, "adapted": card, "image_layer": layer.name, "role": "prediction",
+                "pixel_size_A": layer.metadata.get("pixel_size_A")}
+        if self.save.value:
+            stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", layer.name).strip("_") or "image"
+            path = save_adapted_weights(result, user_models_dir() / f"{stem}-{card['base_model']}-adapted.pt")
+            meta["weights_path"] = str(path)
+        positions = np.asarray(located.positions_rc, dtype=float).reshape(-1, 2)
+        name = f"{layer.name} {card['base_model']} adapted"
+        self.viewer.add_points(positions, name=name, size=points_size_px(positions), scale=layer.scale,
+                               translate=layer.translate, metadata=meta, **PREDICTION_STYLE)
+        points = self.viewer.layers[name]
+        self.status.value = (f"validation F1 {card['validation_f1_before']:.3f} -> {card['validation_f1']:.3f}, "
+                             f"{card['steps']} steps, {card['seconds']:.0f} s; {len(positions)} columns")
+        self._compare([points])
+
+    def _compare(self, layers) -> None:
+        try:
+            _, compare = self.viewer.window.add_plugin_dock_widget(*COMPARE_WIDGET)
+        except Exception as exc:  # the dock is optional: the layers are already added
+            show_warning(f"Compare dock unavailable: {exc}")
+            return
+        # by name through the Compare dock's own viewer: each dock may see the layers
+        # through its own proxy objects, and the dock tells layers apart by identity
+        names = {layer.name for layer in layers}
+        compare.set_predictions([layer for layer in compare.viewer.layers if layer.name in names])
+        compare.update_now()
+        self.compare_widget = compare
+
+    # -- split
+    def split(self, _=None) -> list:
+        layer, reference = self.split_layer.value, self.split_reference.value
+        image_layer = self.image.value
+        if layer is None or image_layer is None:
+            show_warning("Split into classes: choose an image and a Points layer")
+            return []
+        n = self.n_classes.value
+        image = np.asarray(image_layer.data, dtype=np.float32)
+        try:
+            result = classify_columns(image, np.asarray(layer.data)[:, -2:], n if n == "auto" else int(n),
+                                      self.feature.value)
+            ref = None
+            if reference is not None and reference is not layer:
+                ref = classify_columns(image, np.asarray(reference.data)[:, -2:], result.n_classes, self.feature.value)
+        except ValueError as exc:
+            show_error(f"Split {layer.name}: {exc}")
+            return []
+        added = self._add_classes(layer, result, None if ref is None else reference.name)
+        if ref is not None:
+            self._add_classes(reference, ref, None)
+            self._compare(added)
+        self.status.value = (f"{layer.name}: {result.n_classes} classes "
+                             f"({', '.join(str(c) for c in result.counts)} columns)")
+        return added
+
+    def _add_classes(self, layer: Points, result, truth_name: str | None) -> list:
+        positions = np.asarray(layer.data, dtype=float)[:, -2:]
+        added = []
+        for k in range(result.n_classes):
+            name = f"{layer.name} class {k}"
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+            meta = {"class": k, "source_layer": layer.name, "feature": result.feature,
+                    "class_mean": float(result.means[k, 0]), "role": layer.metadata.get("role", "")}
+            if truth_name is not None:
+                meta["truth_layer"] = f"{truth_name} class {k}"
+            self.viewer.add_points(
+                positions[result.classes == k], name=name, size=points_size_px(positions), scale=layer.scale,
+                translate=layer.translate, metadata=meta, face_color="transparent",
+                border_color=CLASS_COLOURS[k % len(CLASS_COLOURS)], border_width=0.15, symbol="ring")
+            added.append(self.viewer.layers[name])
+        return added
