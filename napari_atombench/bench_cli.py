@@ -69,11 +69,13 @@ def _loadable_models(args) -> list[str]:
     """The ``--model`` names whose locator loads, each tried once here (not once per case:
     a missing download or a bad weights file fails the same way every time); each one
     that fails is reported in one line. Raises UserError when none loads."""
+    from .models.registry import get_locator
+
     options = {"device": args.device} if args.device else {}
     loadable, failures = [], []
     for model in dict.fromkeys(args.model):  # a name given twice runs once
         try:
-            resolve_locator(model, **options)
+            resolve_locator(model, locator_factory=get_locator, **options)
             loadable.append(model)
         except Exception as exc:  # noqa: BLE001 - any failure to load is this model's error
             message = " ".join(f"{type(exc).__name__}: {exc}".split())

@@ -258,6 +258,7 @@ def test_benchmark_file_errors_name_the_file(tmp_path):
     with h5py.File(path, "w") as handle:
         handle.create_dataset("imgs/0", data=np.ones((8, 8), np.float32))
         handle.create_dataset("coords/0", data=np.array([[1.0, np.nan], [2.0, 3.0]]))
+        handle["imgs/0"].attrs["pixelsize_pm"] = 20.0  # metadata as image attributes
     (case,) = open_dataset(path)
     with pytest.raises(FileFormatError, match=r"bench.h5: coordinates of image 0 row 0 is not finite"):
         load_case(case)
