@@ -123,3 +123,47 @@ def test_dock_reports_bad_input(make_napari_viewer, tmp_path, two_cases, monkeyp
     assert widget.run() is None and "load a dataset" in widget.status.text()
     widget.path.setText(str(tmp_path))
     assert widget.load_dataset() is None and "no cases.csv" in widget.status.text()
+
+
+def test_second_case_is_scored_against_its_own_labels(make_napari_viewer, qtbot, tmp_path):
+    """Issue 14 item 1: opening case B after case A replaces A's layers and re-points Compare."""
+    from napari_atombench._napari.layers import OVERLAY_KEY
+    from napari_atombench.core.metrics import score_positions
+    from napari_atombench.widgets.benchmark import BenchmarkWidget
+
+    cases = []
+    for name, crystal, pixel_size_A in (("sto", SRTIO3_100, 0.15), ("ws2", WS2_MONOLAYER, 0.12)):
+        sim = simulate_crystal(crystal, shape=(64, 64), peak_counts=200, seed=1)
+        cases.append(Case(case=name, pixel_size_A=pixel_size_A, kind="simulated", material=crystal.name,
+                          image=sim.image, truth_rc=sim.positions_rc))
+    dataset = write_folder_dataset(tmp_path / "two", cases)
+    viewer = make_napari_viewer()
+    widget = BenchmarkWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Benchmark")
+    oracle = OracleLocator("oracle", jitter_px=0.3)
+    for case in dataset:
+        data = load_case(case)
+        oracle.register(data.image, data.truth_rc)
+    widget.add_locator(oracle)
+    widget.path.setText(dataset.root)
+    _wait(qtbot, widget.load_dataset())
+    _wait(qtbot, widget.run())
+
+    def own_layers():
+        return [layer.name for layer in viewer.layers if OVERLAY_KEY not in layer.metadata]
+
+    widget.open_case("sto")
+    first = own_layers()
+    assert first == ["sto", "sto labels", "sto oracle"]
+    widget.open_case("ws2")
+    assert own_layers() == ["ws2", "ws2 labels", "ws2 oracle"]  # replaced, not piled up
+    _dock, compare = viewer.window.add_plugin_dock_widget("napari-atombench", "Compare to labels")
+    compare.update_now()
+    assert compare.truth_layer.name == "ws2 labels"
+    assert compare.pixel_size_A == pytest.approx(0.12)
+    assert [layer.name for layer in compare.prediction_layers] == ["ws2 oracle"]
+    truth = load_case(dataset["ws2"]).truth_rc
+    expected = score_positions(viewer.layers["ws2 oracle"].data, truth, pixel_size_A=0.12)
+    assert compare.results["ws2 oracle"].score.recall == pytest.approx(expected.recall)
+    assert expected.recall >= 0.9
+    assert compare.table_widget.verticalHeaderItem(0).text() == "oracle"  # rows named by model

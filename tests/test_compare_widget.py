@@ -98,7 +98,7 @@ def test_renaming_a_prediction_renames_its_overlays(small_case, qtbot):
 
 def test_export_writes_the_table_as_csv(small_case, tmp_path):
     viewer, widget, truth, pred = small_case
-    viewer.add_points(TRUTH + 0.1, name="img other model")
+    viewer.add_points(TRUTH + 0.1, name="img other model", metadata={"role": "prediction"})
     widget.update_now()
     out = tmp_path / "scores.csv"
     widget.export_csv(out)
@@ -195,8 +195,8 @@ def test_bad_layers_are_a_message_not_a_crash(make_napari_viewer):
     viewer.add_points(np.zeros((0, 2)), name="empty model")
     widget = CompareWidget(viewer)
     widget.update_now()
-    assert _table_cell(widget, 0, "recall") == "0.000" and _table_cell(widget, 0, "prec.") == "1.000"
-    viewer.add_points(np.ones((3, 3)), name="3d model")
+    assert _table_cell(widget, 0, "recall") == "0.000" and _table_cell(widget, 0, "precision") == "1.000"
+    viewer.add_points(np.ones((3, 3)), name="3d model", metadata={"role": "prediction"})
     widget.update_now()
     assert "3D points" in widget.status.text()
     assert widget.table_widget.rowCount() == 1  # the 2D prediction is still scored
