@@ -99,9 +99,9 @@ def start_job(
 
     def finished():
         pbar.close()
-        if qbar is not None:
+        if qbar is not None and qbar.maximum() == 0:  # no progress reported: stop the busy indicator
             qbar.setRange(0, 1)
-            qbar.setValue(1 if not job.cancel_event.is_set() else 0)
+            qbar.setValue(0 if job.cancel_event.is_set() else 1)
         if on_finished is not None:
             on_finished()
 
