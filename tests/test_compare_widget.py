@@ -220,3 +220,44 @@ def test_removing_the_dock_stops_listening(make_napari_viewer):
     assert widget._watched == []
     pred.add([[1.0, 1.0]])
     assert not widget._timer.isActive()
+
+
+def test_five_models_key_columns_visible_at_1600px_rows_named_by_model(make_napari_viewer, qtbot):
+    """Issue 14 item 6: recall, precision, RMSE Å and pass need no scrolling; rows are named by model."""
+    from qtpy.QtWidgets import QApplication
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    viewer.add_image(np.zeros((50, 50), np.float32), name="si110_dumbbells", metadata={"pixel_size_A": 0.094})
+    viewer.add_points(TRUTH, name="si110_dumbbells labels", metadata={"role": "labels"})
+    models = ["atombench", "atomnet-cubic", "atomnet-hexagonal", "atomsegnet-gaussianmask", "atomnet-sim"]
+    for k, model in enumerate(models):
+        viewer.add_points(PRED + 0.05 * k, name=f"si110_dumbbells {model}",
+                          metadata={"model": model, "role": "prediction"})
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-atombench", "Compare to labels")
+    widget.update_now()
+    QApplication.processEvents()
+    table = widget.table_widget
+    assert [table.verticalHeaderItem(r).text() for r in range(table.rowCount())] == models
+    headers = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+    viewport = table.viewport().width()
+    for header in ("recall", "precision", "RMSE Å", "pass"):
+        column = headers.index(header)
+        left = table.columnViewportPosition(column)
+        assert 0 <= left and left + table.columnWidth(column) <= viewport, header
+    # model names are not cut
+    header_view = table.verticalHeader()
+    for row, model in enumerate(models):
+        assert header_view.fontMetrics().horizontalAdvance(model) <= header_view.width()
+
+
+def test_new_points_layers_are_not_ticked_unless_predictions(small_case):
+    """Issue 14 item 10: a scratch or labels layer added later is not scored; a model's output is."""
+    viewer, widget, truth, pred = small_case
+    viewer.add_points(TRUTH + 1.0, name="scratch")
+    viewer.add_points(TRUTH, name="other labels", metadata={"role": "labels"})
+    viewer.add_points(PRED, name="img atombench", metadata={"role": "prediction", "model": "atombench"})
+    widget.update_now()
+    assert [layer.name for layer in widget.prediction_layers] == ["img model", "img atombench"]
+    assert "scratch TP" not in viewer.layers and "other labels FP" not in viewer.layers
+    assert widget.truth_layer is truth

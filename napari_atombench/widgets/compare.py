@@ -72,6 +72,8 @@ COLUMNS = [
     ("labels", "n_truth", "d"),
     ("predicted", "n_pred", "d"),
 ]
+#: recall, precision, RMSE Å, pass: always visible
+KEY_COLUMNS = 4
 HEADER_TIPS = [
     "ID-recall = TP / N labels",
     "ID-precision = TP / N predicted",
@@ -186,7 +188,7 @@ class CompareWidget(QWidget):
         self.table_widget.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table_widget.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)  # keeps pass/fail colours
         self.table_widget.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table_widget.verticalHeader().setMaximumWidth(150)  # rows are named by model; long names elided
+        self.table_widget.verticalHeader().setMaximumWidth(200)  # rows are named by model; long names elided
         self.table_widget.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
 
         self.inspect_combo = QComboBox()
@@ -553,6 +555,10 @@ class CompareWidget(QWidget):
         rows = min(max(widget.rowCount(), 1), 6)
         height = widget.horizontalHeader().height() + rows * widget.verticalHeader().defaultSectionSize()
         widget.setFixedHeight(height + widget.horizontalScrollBar().sizeHint().height() + 4)
+        # wide enough for the row names and the pass criteria (the first KEY_COLUMNS) without scrolling
+        names = min(widget.verticalHeader().sizeHint().width(), widget.verticalHeader().maximumWidth())
+        key = sum(widget.columnWidth(c) for c in range(KEY_COLUMNS))
+        widget.setMinimumWidth(names + key + 2 * widget.frameWidth() + widget.verticalScrollBar().sizeHint().width())
 
     def _cell(self, field: str, value, fmt: str) -> QTableWidgetItem:
         if field == "passes":
