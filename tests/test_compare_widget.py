@@ -128,6 +128,11 @@ def test_failure_cases_centre_and_zoom_the_view(small_case):
     np.testing.assert_allclose(camera.center[-2:], TRUTH[2])
     widget.case_list.setCurrentRow(0)  # picking an entry in the list
     np.testing.assert_allclose(camera.center[-2:], PRED[2])
+    marker = viewer.layers["failure case"]  # the selected case is marked on the canvas
+    np.testing.assert_allclose(marker.data, [PRED[2]])
+    widget.step_case(+1)
+    np.testing.assert_allclose(marker.data, [TRUTH[2]])
+    assert widget.prediction_layers == [pred]  # the marker is not a prediction
 
 
 def test_paper_compatible_toggle_and_colour_blind_palette(make_napari_viewer):
@@ -147,8 +152,10 @@ def test_paper_compatible_toggle_and_colour_blind_palette(make_napari_viewer):
 
     fp = viewer.layers["model FP"]
     np.testing.assert_allclose(fp.face_color[0], _rgba(PALETTES["standard"]["FP"]))
+    assert PALETTES["standard"]["FP"] in widget.legend.text()  # the overlay colours are explained
     widget.colour_check.setChecked(True)
     np.testing.assert_allclose(fp.face_color[0], _rgba(PALETTES["colour-blind safe"]["FP"]))
+    assert PALETTES["colour-blind safe"]["FP"] in widget.legend.text()
     # points that appear later get the new colour too
     viewer.layers["model"].add([[30.0, 30.0]])
     widget.update_now()

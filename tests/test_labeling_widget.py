@@ -253,3 +253,23 @@ def test_undo_covers_hand_edits_in_order(make_napari_viewer, qtbot, image_file):
         np.testing.assert_array_equal(layer.data, expected)
     widget.undo()  # before the seed: empty
     assert len(layer.data) == 0
+
+
+def test_labels_csv_opened_with_file_open_is_the_image_labels(make_napari_viewer, tmp_path, image_file):
+    """Issue 14 items 11, 12: <image>_labels.csv from File > Open is used by the dock; the colours have a legend."""
+    from napari_atombench.core.io import write_positions
+
+    path, sim = image_file
+    csv = write_positions(tmp_path / "scan_labels.csv", sim.positions_rc, 0.15)
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-atombench")
+    viewer.open(str(csv), plugin="napari-atombench")
+    widget = _widget(viewer)
+    widget._image_combo.value = "scan"
+    assert widget.labels_layer() is viewer.layers["scan_labels"]
+    n = len(viewer.layers["scan_labels"].data)
+    assert widget.seed() is viewer.layers["scan_labels"]  # seeds join it, no second labels layer
+    assert "scan labels" not in viewer.layers and len(viewer.layers["scan_labels"].data) >= n
+    assert "converged" in widget._legend.value and "fell back" in widget._legend.value
+    widget._colour_by.value = "uncertainty_px"
+    assert "viridis" in widget._legend.value

@@ -164,6 +164,8 @@ class CompareWidget(QWidget):
             "authors' notebooks do (many-to-many: precision can exceed 1)"
         )
         self.colour_check = QCheckBox("colour-blind-safe colours")
+        self.legend = QLabel(self._legend_text())
+        self.legend.setToolTip("TP: matched predictions; FP: predictions with no label; FN: labels with no prediction")
 
         form = QFormLayout()
         form.addRow("image", self.image_combo)
@@ -177,6 +179,7 @@ class CompareWidget(QWidget):
         toggles.addWidget(self.paper_check)
         toggles.addWidget(self.colour_check)
         form.addRow(toggles)
+        form.addRow("overlays", self.legend)
 
         self.status = QLabel()
         message_label(self.status)
@@ -504,7 +507,13 @@ class CompareWidget(QWidget):
             if len(layer.data) != len(data[kind]) or not np.array_equal(layer.data, data[kind]):
                 layer.data = data[kind]
 
+    def _legend_text(self) -> str:
+        palette = PALETTES["colour-blind safe" if self.colour_check.isChecked() else "standard"]
+        shapes = {"TP": "●", "FP": "◆", "FN": "○"}
+        return "  ".join(f"<span style='color:{palette[k]}'>{shapes[k]}</span> {k}" for k in KINDS)
+
     def _apply_palette(self, *_args) -> None:
+        self.legend.setText(self._legend_text())
         for overlays in self._overlays.values():
             for kind, layer in overlays.items():
                 style = self._style(kind, 1.0)
@@ -642,9 +651,27 @@ class CompareWidget(QWidget):
             return
         self.case_list.setCurrentRow(row)
         kind, _index, rc = self._cases[row]
+        self._mark_case(kind, rc)
         camera = self._camera()
         camera.center = (float(rc[0]), float(rc[1]))
         camera.zoom = self._inspection_zoom()
+
+    def _mark_case(self, kind: str, rc) -> None:
+        """A large ring around the failure case on the canvas (one layer, moved from case to case)."""
+        name = "failure case"
+        point = np.asarray(rc, dtype=float).reshape(1, 2)
+        marker = next((lay for lay in self.viewer.layers if lay.metadata.get(OVERLAY_KEY) == "case"), None)
+        if marker is None:
+            truth = np.asarray(self.truth_layer.data) if self.truth_layer is not None else np.zeros((0, 2))
+            active = self.viewer.layers.selection.active
+            self.viewer.add_points(point, name=name, size=6.0 * points_size_px(truth),  # 1.5 column spacings
+                                   face_color="transparent", border_color="white", border_width=0.08,
+                                   symbol="ring", metadata={OVERLAY_KEY: "case", "kind": kind})
+            if active is not None:
+                self.viewer.layers.selection.active = active
+        else:
+            marker.data = point
+            marker.metadata["kind"] = kind
 
     def _camera(self):
         # napari 0.9 moved the camera to viewer.scene; older versions have viewer.camera

@@ -99,6 +99,7 @@ class LabelingWidget(Container):
         self._colour_by = ComboBox(label="colour by", choices=["status", "uncertainty_px", "none"], value="status")
         self._low_amplitude = FloatSpinBox(label="low amplitude <", value=0.5, min=0.0, max=1.0, step=0.05,
                                            tooltip="fraction of the median amplitude")
+        self._legend = Label(value=_status_legend())
         self._select_button = PushButton(text="Select doubtful")
         self._save_button = PushButton(text="Save labels...")
         self._load_button = PushButton(text="Load labels...")
@@ -109,7 +110,7 @@ class LabelingWidget(Container):
             self._image_combo, self._pixel_size, self._separation, self._separation_info,
             self._threshold, self._dark, self._seed_button, self._snap,
             self._method, self._refine_button, self._cancel_button, self._progress, self._undo_button,
-            self._colour_by, self._low_amplitude, self._select_button,
+            self._colour_by, self._legend, self._low_amplitude, self._select_button,
             self._save_button, self._load_button, self._restore_button, self._status,
         ])
         self._seed_button.changed.connect(lambda: self.seed())
@@ -121,6 +122,7 @@ class LabelingWidget(Container):
         self._load_button.changed.connect(lambda: self.load_labels())
         self._restore_button.changed.connect(lambda: self.restore_autosave())
         self._colour_by.changed.connect(lambda: self._apply_colours())
+        self._colour_by.changed.connect(lambda: setattr(self._legend, "value", _status_legend(self._colour_by.value)))
         self._image_combo.changed.connect(lambda: self._image_changed())
         self._pixel_size.changed.connect(self._pixel_size_edited)
         self._separation.changed.connect(lambda: self._show_separation())
@@ -176,6 +178,11 @@ class LabelingWidget(Container):
         name = f"{image.name} labels"
         if name in self.viewer.layers:
             return self.viewer.layers[name]
+        for layer in self.viewer.layers:  # e.g. <image>_labels.csv opened with File > Open
+            if isinstance(layer, Points) and layer_role(layer) == "labels" and (
+                    layer.metadata.get("image") == image.name or layer.name == f"{image.name}_labels"):
+                self._watch(layer)
+                return layer
         if not create:
             return None
         empty = np.zeros((0, 2))
@@ -346,7 +353,7 @@ class LabelingWidget(Container):
 
     def _snap_points(self, layer: Points, indices):
         image_layer = self.image_layer
-        if image_layer is None or layer.name != f"{image_layer.name} labels" or not len(layer.data):
+        if image_layer is None or layer is not self.labels_layer() or not len(layer.data):
             return
         n = len(layer.data)
         idx = np.unique(np.asarray(indices, dtype=int) % n) if len(indices) else np.zeros(0, int)
@@ -551,7 +558,7 @@ class LabelingWidget(Container):
 
     def _schedule_autosave(self, layer: Points):
         image = self.image_layer
-        if image is None or layer.name != f"{image.name} labels":
+        if image is None or layer is not self.labels_layer():
             return
         self._pending["job"] = (layer, self.autosave_path(), self._pixel_size_A())
         self._autosave_timer.start()
@@ -618,6 +625,15 @@ class LabelingWidget(Container):
         if layer is not None:
             self._status.value = f"restored {len(layer.data)} autosaved points"
         return layer
+
+
+def _status_legend(mode: str = "status") -> str:
+    """What the label colours mean, for the dock (rich text)."""
+    if mode == "uncertainty_px":
+        return "colour: position uncertainty (px), viridis: dark purple low → yellow high"
+    if mode != "status":
+        return ""
+    return "  ".join(f"<span style='color:{colour}'>●</span> {status}" for status, colour in STATUS_COLOURS.items())
 
 
 def _write_autosave(job) -> Path | None:
