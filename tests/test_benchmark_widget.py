@@ -65,7 +65,7 @@ def test_dock_runs_a_tiny_benchmark_and_opens_a_case(make_napari_viewer, qtbot, 
     assert widget.figure.axes[0].get_xlabel() == "recall"  # per-case recall/precision plot
 
     docked = []
-    monkeypatch.setattr(viewer.window, "add_plugin_dock_widget", lambda *args: docked.append(args))
+    monkeypatch.setattr(viewer.window, "add_plugin_dock_widget", lambda *args, **kwargs: docked.append(args))
     widget.table.cellClicked.emit(1, 0)  # click the ws2 row
     assert docked == [("napari-atombench", "Compare to labels")]
     names = [layer.name for layer in viewer.layers]
@@ -113,7 +113,7 @@ def test_dock_reports_bad_input(make_napari_viewer, tmp_path, two_cases, monkeyp
     viewer = make_napari_viewer()
     widget = BenchmarkWidget(viewer)
     widget.dataset = two_cases
-    def missing(*args):
+    def missing(*args, **kwargs):
         raise KeyError("no such widget")
 
     monkeypatch.setattr(viewer.window, "add_plugin_dock_widget", missing)

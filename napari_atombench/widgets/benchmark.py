@@ -162,12 +162,12 @@ class BenchmarkWidget(QWidget):
 
         self.figure = Figure(figsize=(5, 4), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(300)
+        self.canvas.setMinimumHeight(220)
         plot_layout.addWidget(self.canvas)
         splitter.addWidget(plot_box)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
-        self.table.setMinimumHeight(180)
+        self.table.setMinimumHeight(140)
         layout.addWidget(splitter, stretch=1)
 
         export_row = QHBoxLayout()
@@ -478,16 +478,19 @@ class BenchmarkWidget(QWidget):
         if window is None:
             return
         try:
-            docked = window.add_plugin_dock_widget(*COMPARE_WIDGET)
-            compare = docked[1] if isinstance(docked, tuple) and len(docked) == 2 else None
-            if hasattr(compare, "set_layers"):
-                compare.set_layers(image=image, truth=labels, predictions=predictions)
+            # tabbed with this dock: two tall docks stacked would make the window taller than the screen
+            docked = window.add_plugin_dock_widget(*COMPARE_WIDGET, tabify=True)
         except Exception:  # noqa: BLE001 - the compare widget is a separate contribution
             if not getattr(self, "_compare_warned", False):
                 self._compare_warned = True
                 from napari.utils.notifications import show_info
 
                 show_info("the 'Compare to labels' widget is not available: layers were opened without overlays")
+            return
+        compare = docked[1] if isinstance(docked, tuple) and len(docked) == 2 else None
+        if hasattr(compare, "set_layers"):
+            compare.set_layers(image=image, truth=labels, predictions=predictions)
+            docked[0].raise_()
 
     # ------------------------------------------------------------------ plots and export
 

@@ -339,6 +339,10 @@ class CompareWidget(QWidget):
 
     def _on_layers_changed(self, event=None) -> None:
         value = getattr(event, "value", None)
+        if value is not None and value not in self.viewer.layers:
+            # a removed layer's id may be reused by the next new layer: forget its tick
+            self._pred_checked.pop(id(value), None)
+            self._initial_points.discard(id(value))
         if value is not None and OVERLAY_KEY in getattr(value, "metadata", {}):
             return  # our own overlays coming and going
         if not self._alive():
