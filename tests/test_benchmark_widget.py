@@ -63,6 +63,7 @@ def test_dock_runs_a_tiny_benchmark_and_opens_a_case(make_napari_viewer, qtbot, 
     assert "oracle: 2/2 pass" in widget.status.text()
 
     assert widget.figure.axes[0].get_xlabel() == "recall"  # per-case recall/precision plot
+    assert widget.plot_kind.currentText() == "recall vs precision"  # the selector names what is shown
 
     docked = []
     monkeypatch.setattr(viewer.window, "add_plugin_dock_widget", lambda *args, **kwargs: docked.append(args))
@@ -99,6 +100,8 @@ def test_dock_series_run_draws_radar(make_napari_viewer, qtbot, tmp_path):
     _wait(qtbot, widget.run())
     assert widget.cutoffs is not None and widget.cutoffs.loc[0, "status"] == "none in range"
     assert widget.figure.axes and widget.figure.axes[0].name == "polar"
+    assert widget.plot_kind.currentText() == "radar"
+    assert "not used" in widget.path.placeholderText()  # no wei_atom.h5 placeholder for a simulated series
     widget.open_case(widget.dataset.cases[1].case)  # a series case opens with its predictions
     assert f"{widget.dataset.cases[1].case} oracle" in viewer.layers
     widget.plot_kind.setCurrentText("score vs knob")

@@ -56,6 +56,8 @@ PASS_COLOUR = QColor(0, 158, 115, 110)
 FAIL_COLOUR = QColor(213, 94, 0, 110)
 ERROR_COLOUR = QColor(128, 128, 128, 110)
 COMPARE_WIDGET = ("napari-atombench", "Compare to labels")
+CASE_PLOTS = ("recall vs precision",)
+SERIES_PLOTS = ("radar", "score vs knob")
 
 
 def _format(value) -> str:
@@ -154,7 +156,7 @@ class BenchmarkWidget(QWidget):
         plot_layout = QVBoxLayout(plot_box)
         plot_layout.setContentsMargins(0, 0, 0, 0)
         self.plot_kind = QComboBox()
-        self.plot_kind.addItems(["radar", "score vs knob"])
+        self.plot_kind.addItems(CASE_PLOTS)
         self.plot_kind.currentTextChanged.connect(lambda _: self.draw_plot())
         plot_layout.addWidget(self.plot_kind)
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -185,8 +187,9 @@ class BenchmarkWidget(QWidget):
         for widget in (self.knobs, self.material, self.points):
             widget.setEnabled(simulated)
         self.path.setEnabled(not simulated)
-        self.path.setPlaceholderText("folder with cases.csv" if source == SOURCES[0]
-                                     else "wei_atom.h5 (empty: $ATOMBENCH_DATA_DIR or the cache)")
+        self.path.setPlaceholderText({SOURCES[0]: "folder with cases.csv",
+                                      SOURCES[1]: "wei_atom.h5 (empty: $ATOMBENCH_DATA_DIR or the cache)",
+                                      SOURCES[2]: "not used: the series is simulated"}[source])
 
     def _browse(self) -> None:
         if self.source.currentText() == SOURCES[0]:
@@ -497,7 +500,9 @@ class BenchmarkWidget(QWidget):
     def draw_plot(self) -> None:
         from ..core.plots import radar_figure, recall_precision_figure, score_vs_knob_figure
 
-        if self.cutoffs is not None and len(self.cutoffs):
+        series = self.cutoffs is not None and len(self.cutoffs)
+        self._set_plot_kinds(SERIES_PLOTS if series else CASE_PLOTS)
+        if series:
             if self.plot_kind.currentText() == "radar":
                 radar_figure(self.cutoffs, figure=self.figure)
             else:
@@ -511,6 +516,18 @@ class BenchmarkWidget(QWidget):
                     ha="center", va="center")
             ax.set_axis_off()
         self.canvas.draw_idle()
+
+    def _set_plot_kinds(self, kinds: tuple[str, ...]) -> None:
+        """The selector names the plot shown: radar / score vs knob for series, recall vs precision for cases."""
+        if tuple(self.plot_kind.itemText(i) for i in range(self.plot_kind.count())) == kinds:
+            return
+        current = self.plot_kind.currentText()
+        self.plot_kind.blockSignals(True)
+        self.plot_kind.clear()
+        self.plot_kind.addItems(kinds)
+        if current in kinds:
+            self.plot_kind.setCurrentText(current)
+        self.plot_kind.blockSignals(False)
 
     def export_csv(self, path) -> list[Path]:
         """Write the results (and cutoffs after a series run); returns the files written."""

@@ -273,9 +273,10 @@ class CompareWidget(QWidget):
 
     def set_predictions(self, layers) -> None:
         """Compare exactly these prediction layers (for scripts and tests)."""
-        wanted = {id(layer) for layer in layers}
+        layers = list(layers)
+        wanted = {id(layer) for layer in layers} | {layer.name for layer in layers}  # names are unique
         for layer in _points_layers(self.viewer):
-            self._pred_checked[id(layer)] = id(layer) in wanted
+            self._pred_checked[id(layer)] = id(layer) in wanted or layer.name in wanted
         self._refresh_layer_choices()
 
     def _default_truth(self, points: list):
