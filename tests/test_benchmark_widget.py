@@ -63,9 +63,10 @@ def test_dock_runs_a_tiny_benchmark_and_opens_a_case(make_napari_viewer, qtbot, 
     assert "oracle: 2/2 pass" in widget.status.text()
 
     assert widget.figure.axes[0].get_xlabel() == "recall"  # per-case recall/precision plot
+    assert widget.plot_kind.currentText() == "recall vs precision"  # the selector names what is shown
 
     docked = []
-    monkeypatch.setattr(viewer.window, "add_plugin_dock_widget", lambda *args: docked.append(args))
+    monkeypatch.setattr(viewer.window, "add_plugin_dock_widget", lambda *args, **kwargs: docked.append(args))
     widget.table.cellClicked.emit(1, 0)  # click the ws2 row
     assert docked == [("napari-atombench", "Compare to labels")]
     names = [layer.name for layer in viewer.layers]
@@ -99,6 +100,8 @@ def test_dock_series_run_draws_radar(make_napari_viewer, qtbot, tmp_path):
     _wait(qtbot, widget.run())
     assert widget.cutoffs is not None and widget.cutoffs.loc[0, "status"] == "none in range"
     assert widget.figure.axes and widget.figure.axes[0].name == "polar"
+    assert widget.plot_kind.currentText() == "radar"
+    assert "not used" in widget.path.placeholderText()  # no wei_atom.h5 placeholder for a simulated series
     widget.open_case(widget.dataset.cases[1].case)  # a series case opens with its predictions
     assert f"{widget.dataset.cases[1].case} oracle" in viewer.layers
     widget.plot_kind.setCurrentText("score vs knob")
@@ -113,7 +116,7 @@ def test_dock_reports_bad_input(make_napari_viewer, tmp_path, two_cases, monkeyp
     viewer = make_napari_viewer()
     widget = BenchmarkWidget(viewer)
     widget.dataset = two_cases
-    def missing(*args):
+    def missing(*args, **kwargs):
         raise KeyError("no such widget")
 
     monkeypatch.setattr(viewer.window, "add_plugin_dock_widget", missing)
@@ -123,3 +126,47 @@ def test_dock_reports_bad_input(make_napari_viewer, tmp_path, two_cases, monkeyp
     assert widget.run() is None and "load a dataset" in widget.status.text()
     widget.path.setText(str(tmp_path))
     assert widget.load_dataset() is None and "no cases.csv" in widget.status.text()
+
+
+def test_second_case_is_scored_against_its_own_labels(make_napari_viewer, qtbot, tmp_path):
+    """Issue 14 item 1: opening case B after case A replaces A's layers and re-points Compare."""
+    from napari_atombench._napari.layers import OVERLAY_KEY
+    from napari_atombench.core.metrics import score_positions
+    from napari_atombench.widgets.benchmark import BenchmarkWidget
+
+    cases = []
+    for name, crystal, pixel_size_A in (("sto", SRTIO3_100, 0.15), ("ws2", WS2_MONOLAYER, 0.12)):
+        sim = simulate_crystal(crystal, shape=(64, 64), peak_counts=200, seed=1)
+        cases.append(Case(case=name, pixel_size_A=pixel_size_A, kind="simulated", material=crystal.name,
+                          image=sim.image, truth_rc=sim.positions_rc))
+    dataset = write_folder_dataset(tmp_path / "two", cases)
+    viewer = make_napari_viewer()
+    widget = BenchmarkWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Benchmark")
+    oracle = OracleLocator("oracle", jitter_px=0.3)
+    for case in dataset:
+        data = load_case(case)
+        oracle.register(data.image, data.truth_rc)
+    widget.add_locator(oracle)
+    widget.path.setText(dataset.root)
+    _wait(qtbot, widget.load_dataset())
+    _wait(qtbot, widget.run())
+
+    def own_layers():
+        return [layer.name for layer in viewer.layers if OVERLAY_KEY not in layer.metadata]
+
+    widget.open_case("sto")
+    first = own_layers()
+    assert first == ["sto", "sto labels", "sto oracle"]
+    widget.open_case("ws2")
+    assert own_layers() == ["ws2", "ws2 labels", "ws2 oracle"]  # replaced, not piled up
+    _dock, compare = viewer.window.add_plugin_dock_widget("napari-atombench", "Compare to labels")
+    compare.update_now()
+    assert compare.truth_layer.name == "ws2 labels"
+    assert compare.pixel_size_A == pytest.approx(0.12)
+    assert [layer.name for layer in compare.prediction_layers] == ["ws2 oracle"]
+    truth = load_case(dataset["ws2"]).truth_rc
+    expected = score_positions(viewer.layers["ws2 oracle"].data, truth, pixel_size_A=0.12)
+    assert compare.results["ws2 oracle"].score.recall == pytest.approx(expected.recall)
+    assert expected.recall >= 0.9
+    assert compare.table_widget.verticalHeaderItem(0).text() == "oracle"  # rows named by model

@@ -98,7 +98,7 @@ def test_renaming_a_prediction_renames_its_overlays(small_case, qtbot):
 
 def test_export_writes_the_table_as_csv(small_case, tmp_path):
     viewer, widget, truth, pred = small_case
-    viewer.add_points(TRUTH + 0.1, name="img other model")
+    viewer.add_points(TRUTH + 0.1, name="img other model", metadata={"role": "prediction"})
     widget.update_now()
     out = tmp_path / "scores.csv"
     widget.export_csv(out)
@@ -128,6 +128,11 @@ def test_failure_cases_centre_and_zoom_the_view(small_case):
     np.testing.assert_allclose(camera.center[-2:], TRUTH[2])
     widget.case_list.setCurrentRow(0)  # picking an entry in the list
     np.testing.assert_allclose(camera.center[-2:], PRED[2])
+    marker = viewer.layers["failure case"]  # the selected case is marked on the canvas
+    np.testing.assert_allclose(marker.data, [PRED[2]])
+    widget.step_case(+1)
+    np.testing.assert_allclose(marker.data, [TRUTH[2]])
+    assert widget.prediction_layers == [pred]  # the marker is not a prediction
 
 
 def test_paper_compatible_toggle_and_colour_blind_palette(make_napari_viewer):
@@ -148,8 +153,10 @@ def test_paper_compatible_toggle_and_colour_blind_palette(make_napari_viewer):
 
     fp = viewer.layers["model FP"]
     np.testing.assert_allclose(fp.face_color[0], _rgba(PALETTES["standard"]["FP"]))
+    assert PALETTES["standard"]["FP"] in widget.legend.text()  # the overlay colours are explained
     widget.colour_check.setChecked(True)
     np.testing.assert_allclose(fp.face_color[0], _rgba(PALETTES["colour-blind safe"]["FP"]))
+    assert PALETTES["colour-blind safe"]["FP"] in widget.legend.text()
     # points that appear later get the new colour too
     viewer.layers["model"].add([[80.0, 80.0]])
     widget.update_now()
@@ -196,8 +203,8 @@ def test_bad_layers_are_a_message_not_a_crash(make_napari_viewer):
     viewer.add_points(np.zeros((0, 2)), name="empty model")
     widget = CompareWidget(viewer)
     widget.update_now()
-    assert _table_cell(widget, 0, "recall") == "0.000" and _table_cell(widget, 0, "prec.") == "1.000"
-    viewer.add_points(np.ones((3, 3)), name="3d model")
+    assert _table_cell(widget, 0, "recall") == "0.000" and _table_cell(widget, 0, "precision") == "1.000"
+    viewer.add_points(np.ones((3, 3)), name="3d model", metadata={"role": "prediction"})
     widget.update_now()
     assert "3D points" in widget.status.text()
     assert widget.table_widget.rowCount() == 1  # the 2D prediction is still scored
@@ -221,3 +228,44 @@ def test_removing_the_dock_stops_listening(make_napari_viewer):
     assert widget._watched == []
     pred.add([[1.0, 1.0]])
     assert not widget._timer.isActive()
+
+
+def test_five_models_key_columns_visible_at_1600px_rows_named_by_model(make_napari_viewer, qtbot):
+    """Issue 14 item 6: recall, precision, RMSE Å and pass need no scrolling; rows are named by model."""
+    from qtpy.QtWidgets import QApplication
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    viewer.add_image(np.zeros((50, 50), np.float32), name="si110_dumbbells", metadata={"pixel_size_A": 0.094})
+    viewer.add_points(TRUTH, name="si110_dumbbells labels", metadata={"role": "labels"})
+    models = ["atombench", "atomnet-cubic", "atomnet-hexagonal", "atomsegnet-gaussianmask", "atomnet-sim"]
+    for k, model in enumerate(models):
+        viewer.add_points(PRED + 0.05 * k, name=f"si110_dumbbells {model}",
+                          metadata={"model": model, "role": "prediction"})
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-atombench", "Compare to labels")
+    widget.update_now()
+    QApplication.processEvents()
+    table = widget.table_widget
+    assert [table.verticalHeaderItem(r).text() for r in range(table.rowCount())] == models
+    headers = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+    viewport = table.viewport().width()
+    for header in ("recall", "precision", "RMSE Å", "pass"):
+        column = headers.index(header)
+        left = table.columnViewportPosition(column)
+        assert 0 <= left and left + table.columnWidth(column) <= viewport, header
+    # model names are not cut
+    header_view = table.verticalHeader()
+    for row, model in enumerate(models):
+        assert header_view.fontMetrics().horizontalAdvance(model) <= header_view.width()
+
+
+def test_new_points_layers_are_not_ticked_unless_predictions(small_case):
+    """Issue 14 item 10: a scratch or labels layer added later is not scored; a model's output is."""
+    viewer, widget, truth, pred = small_case
+    viewer.add_points(TRUTH + 1.0, name="scratch")
+    viewer.add_points(TRUTH, name="other labels", metadata={"role": "labels"})
+    viewer.add_points(PRED, name="img atombench", metadata={"role": "prediction", "model": "atombench"})
+    widget.update_now()
+    assert [layer.name for layer in widget.prediction_layers] == ["img model", "img atombench"]
+    assert "scratch TP" not in viewer.layers and "other labels FP" not in viewer.layers
+    assert widget.truth_layer is truth

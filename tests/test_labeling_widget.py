@@ -114,15 +114,15 @@ def test_cancel_leaves_labels_unchanged(make_napari_viewer, qtbot, image_file, m
 
     from napari_atombench.widgets import labeling
 
-    real = labeling._run_refine
+    real = labeling.refine_positions
 
-    def wait_for_cancel(method, image, positions, dark, progress, cancelled):
+    def wait_for_cancel(image, positions, method, *, dark, progress, cancelled):
         deadline = time.monotonic() + 10
         while not cancelled() and time.monotonic() < deadline:  # the user is slower than the worker
             time.sleep(0.01)
-        return real(method, image, positions, dark, progress, cancelled)
+        return real(image, positions, method, dark=dark, progress=progress, cancelled=cancelled)
 
-    monkeypatch.setattr(labeling, "_run_refine", wait_for_cancel)
+    monkeypatch.setattr(labeling, "refine_positions", wait_for_cancel)
     path, sim = image_file
     viewer = make_napari_viewer()
     viewer.open(str(path), plugin="napari-atombench")
@@ -180,3 +180,96 @@ def test_refine_without_labels_reports_error(make_napari_viewer):
     assert widget.refine() is None
     assert widget.seed() is None  # no periodic structure: an error notification, no crash
 
+
+
+def test_pixel_size_field_reads_and_writes_the_layer(make_napari_viewer, image_file):
+    """Issue 14 item 3: the Label dock shows the image's pixel size and the user can set one."""
+    path, _sim = image_file
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-atombench")
+    viewer.add_image(np.zeros((32, 32), np.float32), name="raw")  # a .npy-like image: no pixel size
+    widget = _widget(viewer)
+    widget._image_combo.value = "scan"
+    assert widget._pixel_size.value == pytest.approx(0.15)  # 0.015 nm from the TIFF
+    widget._image_combo.value = "raw"
+    assert widget._pixel_size.value == 0
+    widget._pixel_size.value = 0.094
+    assert viewer.layers["raw"].metadata["pixel_size_A"] == pytest.approx(0.094)
+    widget._image_combo.value = "scan"
+    widget._image_combo.value = "raw"
+    assert widget._pixel_size.value == pytest.approx(0.094)
+
+
+def test_dumbbell_separation_shown_overridable_and_snap_keeps_the_column(make_napari_viewer):
+    """Issue 14 item 4: separation shown and overridable; a click never snaps onto the pair partner."""
+    from test_peaks_refine import _dumbbells
+
+    image, truth = _dumbbells()
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="si")
+    widget = _widget(viewer)
+    widget._image_combo.value = "si"
+    pair_px = np.median(cKDTree(truth).query(truth, k=2)[0][:, 1])
+    separation = widget.separation_px()
+    assert 0.8 * pair_px <= separation <= 1.1 * pair_px
+    assert f"{separation:.1f} px (estimated" in widget._separation_info.value
+    layer = widget.labels_layer(create=True)
+    rng = np.random.default_rng(1)
+    inside = truth[(truth > 20).all(axis=1) & (truth < np.array(image.shape) - 20).all(axis=1)]
+    wrong = 0
+    for column in inside[rng.choice(len(inside), 40, replace=False)]:
+        angle = rng.uniform(0, 2 * np.pi)
+        click = column + 0.3 * pair_px * np.array([np.sin(angle), np.cos(angle)])  # a sloppy click
+        layer.add(click)
+        snapped = layer.data[-1]
+        wrong += int(np.argmin(np.hypot(*(truth - snapped).T)) != np.argmin(np.hypot(*(truth - column).T)))
+    assert wrong == 0
+    widget._separation.value = 20.0  # the user's value wins
+    assert widget.separation_px() == 20.0 and "20.0 px (yours)" in widget._separation_info.value
+
+
+def test_undo_covers_hand_edits_in_order(make_napari_viewer, qtbot, image_file):
+    """Issue 14 item 13: seed, hand add, hand move, hand delete, refine - undone one by one, in order."""
+    path, _sim = image_file
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-atombench")
+    widget = _widget(viewer)
+    widget._snap.value = False
+    layer = widget.seed()
+    states = [np.array(layer.data)]
+    layer.add([50.0, 50.0])  # hand add
+    states.append(np.array(layer.data))
+    moved = np.array(layer.data)
+    moved[0] += [1.5, -1.0]
+    layer.data = moved  # hand move (what a drag writes)
+    states.append(np.array(layer.data))
+    layer.selected_data = {1, 2}
+    layer.remove_selected()  # hand delete
+    states.append(np.array(layer.data))
+    _wait_refined(qtbot, widget, "gaussian")
+    assert not np.array_equal(layer.data, states[-1])
+    for expected in reversed(states):
+        widget.undo()
+        np.testing.assert_array_equal(layer.data, expected)
+    widget.undo()  # before the seed: empty
+    assert len(layer.data) == 0
+
+
+def test_labels_csv_opened_with_file_open_is_the_image_labels(make_napari_viewer, tmp_path, image_file):
+    """Issue 14 items 11, 12: <image>_labels.csv from File > Open is used by the dock; the colours have a legend."""
+    from napari_atombench.core.io import write_positions
+
+    path, sim = image_file
+    csv = write_positions(tmp_path / "scan_labels.csv", sim.positions_rc, 0.15)
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-atombench")
+    viewer.open(str(csv), plugin="napari-atombench")
+    widget = _widget(viewer)
+    widget._image_combo.value = "scan"
+    assert widget.labels_layer() is viewer.layers["scan_labels"]
+    n = len(viewer.layers["scan_labels"].data)
+    assert widget.seed() is viewer.layers["scan_labels"]  # seeds join it, no second labels layer
+    assert "scan labels" not in viewer.layers and len(viewer.layers["scan_labels"].data) >= n
+    assert "converged" in widget._legend.value and "fell back" in widget._legend.value
+    widget._colour_by.value = "uncertainty_px"
+    assert "viridis" in widget._legend.value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from napari_atombench.core.io import read_image, read_positions
@@ -58,6 +59,48 @@ def test_separation_finds_weak_sublattice_distance():
     image, truth = _sample("ws2")
     distance, _ = cKDTree(truth).query(truth, k=2)
     assert estimate_separation(image) == pytest.approx(np.median(distance[:, 1]), rel=0.02)
+
+
+def _dumbbells(sigma_px=4.0, pair_px=14.5, period_px=(38.0, 54.0), shape=(400, 400), seed=0):
+    """Si [110]-like image: column pairs pair_px apart on a rectangular lattice, Poisson noise."""
+    rows, cols = np.meshgrid(np.arange(10, shape[0] - 10, period_px[0]), np.arange(10, shape[1] - 10 - pair_px, period_px[1]),
+                             indexing="ij")
+    left = np.column_stack([rows.ravel(), cols.ravel()])
+    truth = np.vstack([left, left + [0.0, pair_px]])
+    image = render_columns(shape, truth, np.full(len(truth), 60.0), sigma_px, background=10.0)
+    return np.random.default_rng(seed).poisson(image).astype(np.float64), truth
+
+
+def _single_atoms(n=25, shape=(512, 512), min_distance_px=12.0, seed=0):
+    """Sparse single atoms at random places on a textured (amorphous-carbon-like) support, Poisson noise."""
+    rng = np.random.default_rng(seed)
+    truth = np.zeros((0, 2))
+    while len(truth) < n:
+        point = rng.uniform(20, np.array(shape) - 20, size=(1, 2))
+        if not len(truth) or np.min(np.hypot(*(truth - point).T)) >= min_distance_px:
+            truth = np.vstack([truth, point])
+    support = ndimage.gaussian_filter(rng.normal(size=shape), 6.0)
+    image = render_columns(shape, truth, np.full(n, 80.0), 1.8, background=40.0) + 20.0 * support / support.std()
+    return rng.poisson(np.clip(image, 0, None)).astype(np.float64), truth
+
+
+def test_separation_on_dumbbells_is_the_pair_distance():
+    # the autocorrelation alone finds the dumbbell-to-dumbbell distance (the pair merges with its centre)
+    image, truth = _dumbbells()
+    nearest = np.median(cKDTree(truth).query(truth, k=2)[0][:, 1])
+    estimate = estimate_separation(image)
+    assert 0.8 * nearest <= estimate <= 1.1 * nearest
+    seeds = find_seeds(image, estimate)
+    assert _matched_fraction(seeds, truth, 2.0) >= 0.95  # both columns of every pair seeded
+
+
+def test_separation_on_sparse_single_atoms():
+    image, truth = _single_atoms()
+    nearest = cKDTree(truth).query(truth, k=2)[0][:, 1]
+    estimate = estimate_separation(image)
+    # no lattice: between half the closest pair and the median neighbour distance (the
+    # autocorrelation alone answers with the support's texture scale, beyond the median)
+    assert 0.5 * nearest.min() <= estimate <= np.median(nearest)
 
 
 def test_separation_refuses_tiny_or_flat_images():

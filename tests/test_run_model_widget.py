@@ -96,10 +96,78 @@ def test_cancel_stops_the_run_without_layers(make_napari_viewer, qtbot, shared_d
     widget.image.value = viewer.layers["srtio3_100"]
     widget.weights.value = shared_dir / "weights" / "cubic-best_weights.pt"
     widget.tile_size.value = 128
-    monkeypatch.setattr(widget._cancel, "clear", lambda: None)  # keep the cancel request
-    widget.cancel()  # what the Cancel button does
+    widget.model.value = "atomnet-cubic"
     widget.run()
+    widget.cancel()  # what the Cancel button does, before the first tile is done
     _wait(qtbot, widget)
     assert infos == ["atomnet-cubic: cancelled"] and errors == []
     assert widget.status.value == "cancelled"
     assert len(viewer.layers) == 2
+
+
+class _FakeLocator:
+    """Records what it was given; finds the two brightest pixels."""
+
+    name = "fake"
+
+    def __init__(self, seen):
+        self.seen = seen
+
+    def locate(self, image, pixel_size_A=None, *, progress=None, cancelled=None):
+        from napari_atombench.models.base import LocateResult
+
+        self.seen.append(pixel_size_A)
+        for done in range(1, 4):
+            progress(done, 3)
+        flat = np.argsort(image, axis=None)[-2:]
+        positions = np.column_stack(np.unravel_index(flat, image.shape)).astype(float)
+        return LocateResult(positions, np.asarray(image, np.float32), {"model": self.name})
+
+
+@pytest.fixture
+def fake_model(monkeypatch):
+    import napari_atombench.widgets.run_model as mod
+
+    seen: list = []
+    monkeypatch.setattr(mod, "get_locator", lambda *args, **kwargs: _FakeLocator(seen))
+    return seen
+
+
+def test_default_model_pixel_size_field_progress_and_rerun(make_napari_viewer, qtbot, fake_model, monkeypatch):
+    """Issue 14 items 3, 7, 10: one default; pixel size read, set, written back, warned;
+    progress in the dock; re-running replaces the layers; a second map starts hidden."""
+    import napari_atombench.widgets.run_model as mod
+    from napari_atombench._napari.session import DEFAULT_MODEL
+    from napari_atombench.models import registry
+
+    warnings: list[str] = []
+    monkeypatch.setattr(mod, "show_warning", lambda msg: warnings.append(str(msg)))
+    viewer = make_napari_viewer()
+    image = np.zeros((32, 32), np.float32)
+    image[5, 7], image[20, 9] = 1.0, 2.0
+    viewer.add_image(image, name="img")  # a .npy: no pixel size
+    widget = mod.RunModelWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.model.value == DEFAULT_MODEL == registry.DEFAULT_MODEL
+    assert widget.pixel_size.value == 0 and "no pixel size" in widget.pixel_size_warning.value
+    widget.run()
+    _wait(qtbot, widget)
+    assert fake_model == [None] and any("no pixel size" in w for w in warnings)
+    assert widget.progress.value == widget.progress.max == 3  # progress shown in the dock itself
+
+    widget.pixel_size.value = 0.094
+    assert viewer.layers["img"].metadata["pixel_size_A"] == pytest.approx(0.094)  # written back
+    assert widget.pixel_size_warning.value == ""
+    n_layers = len(viewer.layers)
+    widget.run()
+    _wait(qtbot, widget)
+    assert fake_model[-1] == pytest.approx(0.094)
+    assert len(viewer.layers) == n_layers  # replaced, no "[1]" copies
+    assert viewer.layers["img fake"].metadata["pixel_size_A"] == pytest.approx(0.094)
+
+    viewer.add_image(image, name="img2", metadata={"pixel_size_A": 0.2})
+    widget.image.value = viewer.layers["img2"]
+    assert widget.pixel_size.value == pytest.approx(0.2)  # read from the layer
+    widget.run()
+    _wait(qtbot, widget)
+    assert viewer.layers["img fake map"].visible and not viewer.layers["img2 fake map"].visible

@@ -32,12 +32,15 @@ def read_layers(path: str | list[str]) -> list[tuple]:
         p = Path(p)
         if p.suffix.lower() in POSITION_SUFFIXES:
             table = read_positions(p)
+            metadata = {"source_path": str(p), "role": "labels"}
+            if p.stem.endswith("_labels"):  # <image>_labels.csv: the Label dock pairs it with <image>
+                metadata["image"] = p.stem[: -len("_labels")]
             kwargs = labels_layer_kwargs(
                 p.stem,
                 table.positions_rc,
                 pixel_size_A=table.pixel_size_A,
                 features=table.features,
-                metadata={"source_path": str(p)},
+                metadata=metadata,
             )
             layers.append((table.positions_rc, kwargs, "points"))
         else:

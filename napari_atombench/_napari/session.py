@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..models.registry import DEFAULT_MODEL
+from ..models.registry import DEFAULT_MODEL  # the one default: CLI, session and docks
+
+__all__ = ["DEFAULT_MODEL", "open_session"]
 
 
 def open_session(

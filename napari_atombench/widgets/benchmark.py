@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QComboBox,
@@ -42,6 +42,7 @@ from ..core.benchmark import CRITERIA, DEFAULT_KNOBS, build_series, parse_knob, 
 from ..core.dataset import Dataset, generality_note, load_case, open_dataset, series_dataset
 from ..core.quality import quality_metrics
 from ..models.registry import get_locator
+from ._worker import message_label, set_message, start_job
 
 SOURCES = ("Folder dataset", "wei_atom.h5", "Simulated series")
 QUALITY_SHOWN = (
@@ -56,10 +57,8 @@ PASS_COLOUR = QColor(0, 158, 115, 110)
 FAIL_COLOUR = QColor(213, 94, 0, 110)
 ERROR_COLOUR = QColor(128, 128, 128, 110)
 COMPARE_WIDGET = ("napari-atombench", "Compare to labels")
-
-
-class _Signals(QObject):
-    progressed = Signal(int, int)
+CASE_PLOTS = ("recall vs precision",)
+SERIES_PLOTS = ("radar", "score vs knob")
 
 
 def _format(value) -> str:
@@ -85,11 +84,8 @@ class BenchmarkWidget(QWidget):
         self.series_table: pd.DataFrame | None = None
         self.cutoffs: pd.DataFrame | None = None
         self.locators: dict[str, Any] = {}
-        self._worker = None
-        self._cancel = False
-        self._progress_bar = None
-        self._signals = _Signals()
-        self._signals.progressed.connect(self._on_progress)
+        self._job = None
+        self._compare = None  # the Compare dock this dock drives
         self._build()
         self._fill_registry_models()
 
@@ -148,7 +144,7 @@ class BenchmarkWidget(QWidget):
         self.progress.setFormat("%v / %m")
         layout.addWidget(self.progress)
         self.status = QLabel("Load a dataset, tick models, press Run.")
-        self.status.setWordWrap(True)
+        message_label(self.status)
         layout.addWidget(self.status)
 
         splitter = QSplitter(Qt.Orientation.Vertical)
@@ -161,7 +157,7 @@ class BenchmarkWidget(QWidget):
         plot_layout = QVBoxLayout(plot_box)
         plot_layout.setContentsMargins(0, 0, 0, 0)
         self.plot_kind = QComboBox()
-        self.plot_kind.addItems(["radar", "score vs knob"])
+        self.plot_kind.addItems(CASE_PLOTS)
         self.plot_kind.currentTextChanged.connect(lambda _: self.draw_plot())
         plot_layout.addWidget(self.plot_kind)
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -169,12 +165,12 @@ class BenchmarkWidget(QWidget):
 
         self.figure = Figure(figsize=(5, 4), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(300)
+        self.canvas.setMinimumHeight(220)
         plot_layout.addWidget(self.canvas)
         splitter.addWidget(plot_box)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
-        self.table.setMinimumHeight(180)
+        self.table.setMinimumHeight(140)
         layout.addWidget(splitter, stretch=1)
 
         export_row = QHBoxLayout()
@@ -192,8 +188,9 @@ class BenchmarkWidget(QWidget):
         for widget in (self.knobs, self.material, self.points):
             widget.setEnabled(simulated)
         self.path.setEnabled(not simulated)
-        self.path.setPlaceholderText("folder with cases.csv" if source == SOURCES[0]
-                                     else "wei_atom.h5 (empty: $ATOMBENCH_DATA_DIR or the cache)")
+        self.path.setPlaceholderText({SOURCES[0]: "folder with cases.csv",
+                                      SOURCES[1]: "wei_atom.h5 (empty: $ATOMBENCH_DATA_DIR or the cache)",
+                                      SOURCES[2]: "not used: the series is simulated"}[source])
 
     def _browse(self) -> None:
         if self.source.currentText() == SOURCES[0]:
@@ -280,10 +277,8 @@ class BenchmarkWidget(QWidget):
         self._fill_table()
         note = f" ({generality_note(dataset)})" if any(c.h5_path for c in dataset) else ""
         self.status.setText(f"{dataset.name}: {len(dataset)} cases{note}; computing image-quality metrics…")
-        signals = self._signals
-        cancelled = lambda: self._cancel  # noqa: E731
 
-        def compute():
+        def compute(progress, cancelled):
             out = {}
             for i, case in enumerate(dataset):
                 if cancelled():
@@ -295,7 +290,7 @@ class BenchmarkWidget(QWidget):
                                                      raw=data.raw, metadata=case.extra)
                 except Exception as exc:  # noqa: BLE001 - one bad case must not stop the table
                     out[case.case] = {"error": f"{type(exc).__name__}: {exc}"}
-                signals.progressed.emit(i + 1, len(dataset))
+                progress(i + 1, len(dataset))
             return out
 
         def done(quality):
@@ -305,7 +300,7 @@ class BenchmarkWidget(QWidget):
             self.status.setText(f"{dataset.name}: {len(dataset)} cases loaded"
                                 + (f"; {len(bad)} could not be read ({', '.join(bad[:3])})" if bad else ""))
 
-        return self._start(compute, done, len(dataset), "image-quality metrics")
+        return self._start(compute, done, "image-quality metrics")
 
     # ------------------------------------------------------------------ running
 
@@ -318,13 +313,10 @@ class BenchmarkWidget(QWidget):
         if not models:
             self._warn("tick at least one model")
             return None
-        signals = self._signals
-        cancelled = lambda: self._cancel  # noqa: E731
-        progress = lambda done, total: signals.progressed.emit(done, total)  # noqa: E731
         cases = self._visible_cases()
         series = [s for s in self.series] if self.series else None
 
-        def compute():
+        def compute(progress, cancelled):
             if series:
                 result, cutoffs = run_robustness(series, models, progress=progress, cancelled=cancelled,
                                                  quality=False, locator_factory=get_locator)
@@ -345,51 +337,26 @@ class BenchmarkWidget(QWidget):
             self.status.setText("done — " + "; ".join(parts))
 
         self.run_button.setEnabled(False)
-        return self._start(compute, done, len(cases) * len(models), "benchmark")
+        return self._start(compute, done, "benchmark")
 
     def cancel(self) -> None:
-        self._cancel = True
+        if self._job is not None:
+            self._job.cancel()
         self.status.setText("cancelling…")
 
-    def _start(self, compute, done, total: int, what: str):
-        from napari.qt.threading import create_worker
-        from napari.utils import progress as napari_progress
-
-        self._cancel = False
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(0)
-        self._progress_bar = napari_progress(total=max(total, 1), desc=what)
-        worker = create_worker(compute, _start_thread=False)
-        worker.returned.connect(done)
-        worker.errored.connect(self._on_worker_error)
-        worker.finished.connect(self._on_finished)
+    def _start(self, compute, done, what: str):
         self.cancel_button.setEnabled(True)
         self.load_button.setEnabled(False)
-        self._worker = worker
-        worker.start()
-        return worker
-
-    def _on_progress(self, done: int, total: int) -> None:
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(done)
-        if self._progress_bar is not None:
-            self._progress_bar.total = total
-            self._progress_bar.update(done - self._progress_bar.n)
-
-    def _on_worker_error(self, exc) -> None:
-        if type(exc).__name__ == "Cancelled":
-            self.status.setText("cancelled")
-            return
-        self._error(f"benchmark failed: {type(exc).__name__}: {exc}")
+        self._job = start_job(compute, desc=what, bar=self.progress, on_returned=done,
+                              on_error=lambda exc: self._error(f"{what} failed: {type(exc).__name__}: {exc}"),
+                              on_cancelled=lambda: self.status.setText("cancelled"), on_finished=self._on_finished)
+        return self._job.worker
 
     def _on_finished(self) -> None:
-        if self._progress_bar is not None:
-            self._progress_bar.close()
-            self._progress_bar = None
         self.cancel_button.setEnabled(False)
         self.run_button.setEnabled(True)
         self.load_button.setEnabled(True)
-        self._worker = None
+        self._job = None
 
     # ------------------------------------------------------------------ table
 
@@ -475,52 +442,70 @@ class BenchmarkWidget(QWidget):
             self._error(f"cannot open case {name}: {exc}")
             return
         provenance = {"benchmark_case": name, "dataset": self.dataset.name}
-        self._set_layer(name, "image", data.image, image_layer_kwargs(name, case.pixel_size_A, provenance))
+        self._remove_other_cases(name)
+        image = self._set_layer(name, "image", data.image, image_layer_kwargs(name, case.pixel_size_A, provenance))
         labels_name = f"{name} labels"
-        self._set_layer(labels_name, "points", data.truth_rc,
-                        labels_layer_kwargs(labels_name, data.truth_rc, pixel_size_A=case.pixel_size_A,
-                                            metadata={**provenance, "role": "labels"}))
+        labels = self._set_layer(labels_name, "points", data.truth_rc,
+                                 labels_layer_kwargs(labels_name, data.truth_rc, pixel_size_A=case.pixel_size_A,
+                                                     metadata={**provenance, "role": "labels"}))
         predictions = self.result.predictions if self.result is not None else {}
         colours = ("#00e5ff", "#ff4fd8", "#7cff4f", "#ffa64f")
         size = points_size_px(data.truth_rc)
+        opened = []
         for k, model in enumerate(self._model_columns()):
             positions = predictions.get((name, model))
             if positions is None:
                 continue
             layer_name = f"{name} {model}"
-            self._set_layer(layer_name, "points", positions, dict(
+            opened.append(self._set_layer(layer_name, "points", positions, dict(
                 name=layer_name, size=size, face_color=colours[k % len(colours)], border_color="black",
-                symbol="cross", metadata={**provenance, "model": model, "pixel_size_A": case.pixel_size_A}))
-        self.viewer.layers.selection.active = self.viewer.layers[labels_name]
-        self._dock_compare()
+                symbol="cross", metadata={**provenance, "model": model, "role": "prediction",
+                                          "pixel_size_A": case.pixel_size_A})))
+        self.viewer.layers.selection.active = labels
+        self._dock_compare(image, labels, opened)
 
-    def _set_layer(self, name: str, kind: str, data, kwargs: dict) -> None:
+    def _remove_other_cases(self, name: str) -> None:
+        """One case on screen at a time: its image, labels and predictions replace the previous case's."""
+        stale = [layer for layer in self.viewer.layers
+                 if layer.metadata.get("benchmark_case") not in (None, name)]
+        for layer in stale:
+            self.viewer.layers.remove(layer)
+
+    def _set_layer(self, name: str, kind: str, data, kwargs: dict):
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
         if kind == "image":
-            self.viewer.add_image(data, **kwargs)
-        else:
-            self.viewer.add_points(np.asarray(data, dtype=float).reshape(-1, 2), **kwargs)
+            return self.viewer.add_image(data, **kwargs)
+        return self.viewer.add_points(np.asarray(data, dtype=float).reshape(-1, 2), **kwargs)
 
-    def _dock_compare(self) -> None:
+    def _dock_compare(self, image, labels, predictions) -> None:
+        """Dock Compare and point it at this case: its image (pixel size), its labels, its predictions."""
         window = getattr(self.viewer, "window", None)
         if window is None:
             return
         try:
-            window.add_plugin_dock_widget(*COMPARE_WIDGET)
+            # tabbed with this dock: two tall docks stacked would make the window taller than the screen
+            docked = window.add_plugin_dock_widget(*COMPARE_WIDGET, tabify=True)
         except Exception:  # noqa: BLE001 - the compare widget is a separate contribution
             if not getattr(self, "_compare_warned", False):
                 self._compare_warned = True
                 from napari.utils.notifications import show_info
 
                 show_info("the 'Compare to labels' widget is not available: layers were opened without overlays")
+            return
+        compare = docked[1] if isinstance(docked, tuple) and len(docked) == 2 else None
+        if hasattr(compare, "set_layers"):
+            compare.set_layers(image=image, truth=labels, predictions=predictions)
+            docked[0].raise_()
 
     # ------------------------------------------------------------------ plots and export
 
     def draw_plot(self) -> None:
         from ..core.plots import radar_figure, recall_precision_figure, score_vs_knob_figure
 
-        if self.cutoffs is not None and len(self.cutoffs):
+        series = self.cutoffs is not None and len(self.cutoffs)
+        self._set_plot_kinds(SERIES_PLOTS if series else CASE_PLOTS)
+        if series:
             if self.plot_kind.currentText() == "radar":
                 radar_figure(self.cutoffs, figure=self.figure)
             else:
@@ -534,6 +519,18 @@ class BenchmarkWidget(QWidget):
                     ha="center", va="center")
             ax.set_axis_off()
         self.canvas.draw_idle()
+
+    def _set_plot_kinds(self, kinds: tuple[str, ...]) -> None:
+        """The selector names the plot shown: radar / score vs knob for series, recall vs precision for cases."""
+        if tuple(self.plot_kind.itemText(i) for i in range(self.plot_kind.count())) == kinds:
+            return
+        current = self.plot_kind.currentText()
+        self.plot_kind.blockSignals(True)
+        self.plot_kind.clear()
+        self.plot_kind.addItems(kinds)
+        if current in kinds:
+            self.plot_kind.setCurrentText(current)
+        self.plot_kind.blockSignals(False)
 
     def export_csv(self, path) -> list[Path]:
         """Write the results (and cutoffs after a series run); returns the files written."""
@@ -569,11 +566,11 @@ class BenchmarkWidget(QWidget):
     def _warn(self, message: str) -> None:
         from napari.utils.notifications import show_warning
 
-        self.status.setText(message)
+        set_message(self.status, message)
         show_warning(message)
 
     def _error(self, message: str) -> None:
         from napari.utils.notifications import show_error
 
-        self.status.setText(message)
+        set_message(self.status, message)
         show_error(message)

@@ -36,15 +36,21 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._napari.layers import points_size_px
+from .._napari.layers import (
+    OVERLAY_KEY,
+    layer_display_name,
+    layer_pixel_size_A,
+    layer_role,
+    points_size_px,
+    set_layer_pixel_size_A,
+)
 from ..core.io import atomic_write_text
 from ..core.metrics import Comparison, Score, compare_positions, scores_table
+from ._worker import message_label, set_message
 
 if TYPE_CHECKING:
     import napari
 
-#: metadata key that marks the overlay layers this widget made (value: "TP", "FP" or "FN")
-OVERLAY_KEY = "atombench_overlay"
 KINDS = ("TP", "FP", "FN")
 #: overlay colours; the colour-blind-safe set is from Okabe & Ito's palette
 PALETTES = {
@@ -52,31 +58,34 @@ PALETTES = {
     "colour-blind safe": {"TP": "#0072b2", "FP": "#e69f00", "FN": "#cc79a7"},
 }
 #: (header, Score field, format) of the metric table
+#: the pass criteria first, so they are visible in a narrow dock without scrolling
 COLUMNS = [
-    ("labels", "n_truth", "d"),
-    ("predicted", "n_pred", "d"),
+    ("recall", "recall", ".3f"),
+    ("precision", "precision", ".3f"),
+    ("RMSE Å", "rmse_A", ".3f"),
+    ("pass", "passes", ""),
+    ("F1", "f1", ".3f"),
+    ("RMSE px", "rmse_px", ".3f"),
     ("TP", "n_tp", "d"),
     ("FP", "n_fp", "d"),
     ("FN", "n_fn", "d"),
-    ("recall", "recall", ".3f"),
-    ("prec.", "precision", ".3f"),
-    ("F1", "f1", ".3f"),
-    ("RMSE px", "rmse_px", ".3f"),
-    ("RMSE Å", "rmse_A", ".3f"),
-    ("pass", "passes", ""),
+    ("labels", "n_truth", "d"),
+    ("predicted", "n_pred", "d"),
 ]
+#: recall, precision, RMSE Å, pass: always visible
+KEY_COLUMNS = 4
 HEADER_TIPS = [
-    "N labels (after the border filter)",
-    "N predicted (after the border filter)",
+    "ID-recall = TP / N labels",
+    "ID-precision = TP / N predicted",
+    "RMSE of matched pairs, Å",
+    "pass: recall ≥ 0.90, precision ≥ 0.95, RMSE ≤ 0.3 Å",
+    "F1 = harmonic mean of recall and precision",
+    "RMSE of matched pairs, pixels",
     "true positives",
     "false positives: predictions with no label",
     "false negatives: labels with no prediction",
-    "ID-recall = TP / N labels",
-    "ID-precision = TP / N predicted",
-    "F1 = harmonic mean of recall and precision",
-    "RMSE of matched pairs, pixels",
-    "RMSE of matched pairs, Å",
-    "pass: recall ≥ 0.90, precision ≥ 0.95, RMSE ≤ 0.3 Å",
+    "N labels (after the border filter)",
+    "N predicted (after the border filter)",
 ]
 NONE = "(none)"
 DEBOUNCE_MS = 75
@@ -85,11 +94,7 @@ MAX_CASES = 1000
 
 
 def _points_layers(viewer) -> list:
-    return [
-        layer
-        for layer in viewer.layers
-        if layer._type_string == "points" and OVERLAY_KEY not in layer.metadata
-    ]
+    return [layer for layer in viewer.layers if layer_role(layer) in ("labels", "prediction", "points")]
 
 
 def _positions(layer) -> np.ndarray:
@@ -115,6 +120,9 @@ class CompareWidget(QWidget):
         self._cases: list[tuple[str, int, np.ndarray]] = []  # inspector entries (kind, index, rc)
         self._last_error = ""
         self._updating = False
+        # Points layers of unknown role present when the dock opens are compared; later
+        # ones only when ticked (a scratch layer must not join the table)
+        self._initial_points = {id(layer) for layer in _points_layers(napari_viewer)}
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -137,6 +145,11 @@ class CompareWidget(QWidget):
         self.pred_list.setToolTip("Prediction Points layers to score (tick to compare)")
         self.pred_list.setMaximumHeight(72)
 
+        self.pixel_size = QDoubleSpinBox(decimals=4, minimum=0.0, maximum=100.0, singleStep=0.01, value=0.0)
+        self.pixel_size.setSuffix(" Å/px")
+        self.pixel_size.setSpecialValueText("unknown")
+        self.pixel_size.setToolTip("Pixel size of the image (0: unknown); written to the image layer's metadata")
+        self.pixel_size.valueChanged.connect(self._on_pixel_size_edited)
         self.radius_A = QDoubleSpinBox(decimals=2, minimum=0.01, maximum=20.0, singleStep=0.05, value=0.5)
         self.radius_A.setSuffix(" Å")
         self.radius_px = QDoubleSpinBox(decimals=2, minimum=0.1, maximum=500.0, singleStep=0.5, value=3.0)
@@ -151,9 +164,12 @@ class CompareWidget(QWidget):
             "authors' notebooks do (many-to-many: precision can exceed 1)"
         )
         self.colour_check = QCheckBox("colour-blind-safe colours")
+        self.legend = QLabel(self._legend_text())
+        self.legend.setToolTip("TP: matched predictions; FP: predictions with no label; FN: labels with no prediction")
 
         form = QFormLayout()
         form.addRow("image", self.image_combo)
+        form.addRow("pixel size", self.pixel_size)
         form.addRow("labels", self.truth_combo)
         form.addRow("predictions", self.pred_list)
         form.addRow("max distance", self.radius_A)
@@ -163,9 +179,10 @@ class CompareWidget(QWidget):
         toggles.addWidget(self.paper_check)
         toggles.addWidget(self.colour_check)
         form.addRow(toggles)
+        form.addRow("overlays", self.legend)
 
         self.status = QLabel()
-        self.status.setWordWrap(True)
+        message_label(self.status)
 
         self.table_widget = QTableWidget(0, len(COLUMNS))
         self.table_widget.setHorizontalHeaderLabels([c[0] for c in COLUMNS])
@@ -174,14 +191,14 @@ class CompareWidget(QWidget):
         self.table_widget.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table_widget.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)  # keeps pass/fail colours
         self.table_widget.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table_widget.verticalHeader().setMaximumWidth(130)  # long layer names are elided
+        self.table_widget.verticalHeader().setMaximumWidth(200)  # rows are named by model; long names elided
         self.table_widget.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
 
         self.inspect_combo = QComboBox()
         self.inspect_combo.setToolTip("Whose false positives and false negatives to list")
         self.inspect_combo.currentIndexChanged.connect(self._fill_inspector)
         self.inspect_label = QLabel()
-        self.inspect_label.setWordWrap(True)
+        message_label(self.inspect_label)
         self.case_list = QListWidget()
         self.case_list.setToolTip("Click a false positive or false negative to centre the view on it")
         self.case_list.itemClicked.connect(lambda item: self.show_case(self.case_list.row(item)))
@@ -235,21 +252,36 @@ class CompareWidget(QWidget):
         return [
             layer
             for layer in _points_layers(self.viewer)
-            if layer is not truth and self._pred_checked.get(id(layer), True)
+            if layer is not truth and self._pred_checked.get(id(layer), self._auto_checked(layer))
         ]
+
+    def set_layers(self, *, image=None, truth=None, predictions=()) -> None:
+        """Compare ``predictions`` (only these) to ``truth`` on ``image`` (e.g. a benchmark case)."""
+        self._refresh_layer_choices()
+        for combo, choices, layer, offset in ((self.image_combo, self._image_choices, image, 1),
+                                              (self.truth_combo, self._truth_choices, truth, 0)):
+            if layer is not None and layer in choices:
+                combo.blockSignals(True)
+                combo.setCurrentIndex(choices.index(layer) + offset)
+                combo.blockSignals(False)
+        self.set_predictions(predictions)
+        self.update_now()
+
+    def _auto_checked(self, layer) -> bool:
+        role = layer_role(layer)
+        return role == "prediction" or (role == "points" and id(layer) in self._initial_points)
 
     def set_predictions(self, layers) -> None:
         """Compare exactly these prediction layers (for scripts and tests)."""
-        wanted = {id(layer) for layer in layers}
+        layers = list(layers)
+        wanted = {id(layer) for layer in layers} | {layer.name for layer in layers}  # names are unique
         for layer in _points_layers(self.viewer):
-            self._pred_checked[id(layer)] = id(layer) in wanted
+            self._pred_checked[id(layer)] = id(layer) in wanted or layer.name in wanted
         self._refresh_layer_choices()
 
     def _default_truth(self, points: list):
-        for layer in points:
-            if layer.metadata.get("role") == "ground truth" or layer.name.endswith(" labels"):
-                return layer
-        return points[0] if points else None
+        labels = [layer for layer in points if layer_role(layer) == "labels"]
+        return (labels or points or [None])[0]
 
     def _refresh_layer_choices(self) -> None:
         """Rebuild the combos and the prediction list from the viewer, keeping choices."""
@@ -277,13 +309,14 @@ class CompareWidget(QWidget):
                 continue
             item = QListWidgetItem(layer.name)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            checked = self._pred_checked.setdefault(id(layer), True)
+            checked = self._pred_checked.setdefault(id(layer), self._auto_checked(layer))
             item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
             item.setData(Qt.ItemDataRole.UserRole, id(layer))
             self.pred_list.addItem(item)
         for combo in (self.image_combo, self.truth_combo, self.pred_list):
             combo.blockSignals(False)
         self._watch([image, truth, *self.prediction_layers])
+        self._show_pixel_size()
         self.schedule_update()
 
     def _watch(self, layers) -> None:
@@ -307,6 +340,10 @@ class CompareWidget(QWidget):
 
     def _on_layers_changed(self, event=None) -> None:
         value = getattr(event, "value", None)
+        if value is not None and value not in self.viewer.layers:
+            # a removed layer's id may be reused by the next new layer: forget its tick
+            self._pred_checked.pop(id(value), None)
+            self._initial_points.discard(id(value))
         if value is not None and OVERLAY_KEY in getattr(value, "metadata", {}):
             return  # our own overlays coming and going
         if not self._alive():
@@ -343,13 +380,21 @@ class CompareWidget(QWidget):
     def pixel_size_A(self) -> float | None:
         """From the image layer's metadata, else from the labels layer's."""
         for layer in (self.image_layer, self.truth_layer):
-            try:
-                value = float(layer.metadata.get("pixel_size_A"))
-            except (AttributeError, TypeError, ValueError):
-                continue
-            if np.isfinite(value) and value > 0:
+            value = layer_pixel_size_A(layer)
+            if value is not None:
                 return value
         return None
+
+    def _show_pixel_size(self) -> None:
+        self.pixel_size.blockSignals(True)
+        self.pixel_size.setValue(self.pixel_size_A or 0.0)
+        self.pixel_size.blockSignals(False)
+
+    def _on_pixel_size_edited(self, value: float) -> None:
+        """The user's pixel size goes into the image layer (and the labels layer) metadata."""
+        for layer in (self.image_layer, self.truth_layer):
+            set_layer_pixel_size_A(layer, value)
+        self.schedule_update()
 
     def update_now(self) -> None:
         """Score every prediction layer and update the overlays, the table and the inspector."""
@@ -372,7 +417,7 @@ class CompareWidget(QWidget):
         self._drop_stale_overlays(predictions if truth_layer is not None else [])
         self.results = {}
         if truth_layer is None or not predictions:
-            self.status.setText("Add a labels Points layer and at least one prediction Points layer to compare.")
+            set_message(self.status, "Add a labels Points layer and at least one prediction Points layer to compare.")
             self._set_table({})
             return
         options = dict(
@@ -408,14 +453,17 @@ class CompareWidget(QWidget):
         self._last_error = ""
         size = f"{pixel_size_A:g} Å/px" if pixel_size_A is not None else "unknown (radius in px, no Å, no pass/fail)"
         radius = next(iter(self.results.values())).score.max_distance_px if self.results else float("nan")
-        self.status.setText(
+        self.status.setStyleSheet("")
+        set_message(
+            self.status,
             f"pixel size: {size}; radius {radius:.2f} px"
             + ("; paper-compatible counting" if paper else "")
-            + (f"; border margin {margin:g} px" if margin else "")
+            + (f"; border margin {margin:g} px" if margin else ""),
         )
 
     def _show_error(self, message: str) -> None:
-        self.status.setText(f"<span style='color:#ff6060'>{message}</span>")
+        self.status.setStyleSheet("color: #ff6060")
+        set_message(self.status, message)
         if message != self._last_error:  # live edits must not flood the notifications
             from napari.utils.notifications import show_warning
 
@@ -467,7 +515,13 @@ class CompareWidget(QWidget):
             if len(layer.data) != len(data[kind]) or not np.array_equal(layer.data, data[kind]):
                 layer.data = data[kind]
 
+    def _legend_text(self) -> str:
+        palette = PALETTES["colour-blind safe" if self.colour_check.isChecked() else "standard"]
+        shapes = {"TP": "●", "FP": "◆", "FN": "○"}
+        return "  ".join(f"<span style='color:{palette[k]}'>{shapes[k]}</span> {k}" for k in KINDS)
+
     def _apply_palette(self, *_args) -> None:
+        self.legend.setText(self._legend_text())
         for overlays in self._overlays.values():
             for kind, layer in overlays.items():
                 style = self._style(kind, 1.0)
@@ -497,7 +551,8 @@ class CompareWidget(QWidget):
         widget = self.table_widget
         widget.blockSignals(True)
         widget.setRowCount(len(scores))
-        widget.setVerticalHeaderLabels(list(scores))
+        by_name = {layer.name: layer for layer in self.prediction_layers}
+        widget.setVerticalHeaderLabels([layer_display_name(by_name[n]) if n in by_name else n for n in scores])
         for row, name in enumerate(scores):
             widget.verticalHeaderItem(row).setToolTip(name)
         for row, score in enumerate(scores.values()):
@@ -519,6 +574,10 @@ class CompareWidget(QWidget):
         rows = min(max(widget.rowCount(), 1), 6)
         height = widget.horizontalHeader().height() + rows * widget.verticalHeader().defaultSectionSize()
         widget.setFixedHeight(height + widget.horizontalScrollBar().sizeHint().height() + 4)
+        # wide enough for the row names and the pass criteria (the first KEY_COLUMNS) without scrolling
+        names = min(widget.verticalHeader().sizeHint().width(), widget.verticalHeader().maximumWidth())
+        key = sum(widget.columnWidth(c) for c in range(KEY_COLUMNS))
+        widget.setMinimumWidth(names + key + 2 * widget.frameWidth() + widget.verticalScrollBar().sizeHint().width())
 
     def _cell(self, field: str, value, fmt: str) -> QTableWidgetItem:
         if field == "passes":
@@ -602,9 +661,27 @@ class CompareWidget(QWidget):
             return
         self.case_list.setCurrentRow(row)
         kind, _index, rc = self._cases[row]
+        self._mark_case(kind, rc)
         camera = self._camera()
         camera.center = (float(rc[0]), float(rc[1]))
         camera.zoom = self._inspection_zoom()
+
+    def _mark_case(self, kind: str, rc) -> None:
+        """A large ring around the failure case on the canvas (one layer, moved from case to case)."""
+        name = "failure case"
+        point = np.asarray(rc, dtype=float).reshape(1, 2)
+        marker = next((lay for lay in self.viewer.layers if lay.metadata.get(OVERLAY_KEY) == "case"), None)
+        if marker is None:
+            truth = np.asarray(self.truth_layer.data) if self.truth_layer is not None else np.zeros((0, 2))
+            active = self.viewer.layers.selection.active
+            self.viewer.add_points(point, name=name, size=6.0 * points_size_px(truth),  # 1.5 column spacings
+                                   face_color="transparent", border_color="white", border_width=0.08,
+                                   symbol="ring", metadata={OVERLAY_KEY: "case", "kind": kind})
+            if active is not None:
+                self.viewer.layers.selection.active = active
+        else:
+            marker.data = point
+            marker.metadata["kind"] = kind
 
     def _camera(self):
         # napari 0.9 moved the camera to viewer.scene; older versions have viewer.camera

@@ -14,7 +14,8 @@ module only reads and writes layers.
   writes positions and per-point features (amplitude, sigma_px, background,
   uncertainty_px, status) in place. napari 0.9 Points layers have no undo for
   programmatic edits, so the widget keeps its own: **Undo** restores the
-  positions and features before the last seed / refine / load / restore.
+  positions and features before the last edit - seed, refine, load, restore,
+  or a hand add, move or delete - in order.
 * **Select doubtful** selects points that fell back, were rejected or have a
   low amplitude, for review; **Colour by** shows the fit status or the
   position uncertainty.
@@ -27,22 +28,20 @@ module only reads and writes layers.
 
 from __future__ import annotations
 
-import threading
 import weakref
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton
-from qtpy.QtCore import QObject, QTimer, Signal
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, ProgressBar, PushButton
+from qtpy.QtCore import QTimer
 
 from napari.layers import Image, Points
 from napari.viewer import Viewer
-from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from .._napari.layers import labels_layer_kwargs
+from .._napari.layers import labels_layer_kwargs, layer_pixel_size_A, layer_role, set_layer_pixel_size_A
 from ..core.autosave import autosave_path
 from ..core.io import read_positions, write_positions
 from ..core.peaks import estimate_separation, find_seeds, snap_to_peak
@@ -52,7 +51,8 @@ from ..core.refine import (
     STATUS_REJECTED,
     refine_positions,
 )
-from ..models.base import Cancelled
+from ._state import EditHistory, snap_radius_px
+from ._worker import message_label, set_message, start_job
 
 #: Status of a point that has not been refined (seeded or clicked).
 STATUS_UNREFINED = "unrefined"
@@ -71,15 +71,8 @@ METHODS = {
 AUTOSAVE_DELAY_MS = 1000
 
 
-class _Relay(QObject):
-    """Carries progress from the worker thread to the GUI thread (queued signal)."""
-
-    progressed = Signal(int, int)
-
-
-def _run_refine(method: str, image, positions, dark, progress, cancelled):
-    """The worker's job: one core call."""
-    return refine_positions(image, positions, method, dark=dark, progress=progress, cancelled=cancelled)
+#: Points data events sent BEFORE a hand edit: the moment to keep the state for Undo
+_PRE_EDIT = ("adding", "removing", "changing")
 
 
 class LabelingWidget(Container):
@@ -89,6 +82,12 @@ class LabelingWidget(Container):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self._image_combo = ComboBox(label="image", choices=self._image_choices)
+        self._pixel_size = FloatSpinBox(label="pixel size (Å/px)", value=0.0, min=0.0, max=100.0, step=0.001,
+                                        tooltip="0: unknown. Read from and written to the image layer's metadata")
+        self._separation = FloatSpinBox(label="column separation (px)", value=0.0, min=0.0, max=2000.0, step=0.5,
+                                        tooltip="nearest column distance used by Seed and Snap; 0: estimated "
+                                                "from the image")
+        self._separation_info = Label(value="")
         self._threshold = FloatSpinBox(label="seed threshold", value=0.1, min=0.0, max=0.95, step=0.05)
         self._dark = CheckBox(text="dark columns (ABF)", value=False)
         self._seed_button = PushButton(text="Seed")
@@ -100,15 +99,18 @@ class LabelingWidget(Container):
         self._colour_by = ComboBox(label="colour by", choices=["status", "uncertainty_px", "none"], value="status")
         self._low_amplitude = FloatSpinBox(label="low amplitude <", value=0.5, min=0.0, max=1.0, step=0.05,
                                            tooltip="fraction of the median amplitude")
+        self._legend = Label(value=_status_legend())
         self._select_button = PushButton(text="Select doubtful")
         self._save_button = PushButton(text="Save labels...")
         self._load_button = PushButton(text="Load labels...")
         self._restore_button = PushButton(text="Restore autosave", enabled=False)
+        self._progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self._status = Label(value="")
         self.extend([
-            self._image_combo, self._threshold, self._dark, self._seed_button, self._snap,
-            self._method, self._refine_button, self._cancel_button, self._undo_button,
-            self._colour_by, self._low_amplitude, self._select_button,
+            self._image_combo, self._pixel_size, self._separation, self._separation_info,
+            self._threshold, self._dark, self._seed_button, self._snap,
+            self._method, self._refine_button, self._cancel_button, self._progress, self._undo_button,
+            self._colour_by, self._legend, self._low_amplitude, self._select_button,
             self._save_button, self._load_button, self._restore_button, self._status,
         ])
         self._seed_button.changed.connect(lambda: self.seed())
@@ -120,17 +122,20 @@ class LabelingWidget(Container):
         self._load_button.changed.connect(lambda: self.load_labels())
         self._restore_button.changed.connect(lambda: self.restore_autosave())
         self._colour_by.changed.connect(lambda: self._apply_colours())
+        self._colour_by.changed.connect(lambda: setattr(self._legend, "value", _status_legend(self._colour_by.value)))
         self._image_combo.changed.connect(lambda: self._image_changed())
+        self._pixel_size.changed.connect(self._pixel_size_edited)
+        self._separation.changed.connect(lambda: self._show_separation())
+        for label in (self._status, self._separation_info):
+            message_label(label)
 
-        self._undo_stack: list[tuple[str, np.ndarray, pd.DataFrame]] = []
-        self._separation_cache: tuple[object, float] | None = None  # (image data, separation)
+        self.history = EditHistory()
+        self._separation_cache: tuple[object, bool, float] | None = None  # (image data, dark, separation)
+        self._seeds_cache: tuple[object, float, bool, np.ndarray] | None = None  # for the snap radius
         self._watched: weakref.WeakSet = weakref.WeakSet()
         self._editing = False  # guards our own writes against the snap handler
         self.worker = None
-        self._cancel_event = threading.Event()
-        self._pbar = None
-        self._relay = _Relay()
-        self._relay.progressed.connect(self._on_progress)
+        self.job = None
         # the timer dies with the widget; an edit still pending then is written at once
         self._autosave_timer = QTimer(self.native)
         self._autosave_timer.setSingleShot(True)
@@ -154,7 +159,7 @@ class LabelingWidget(Container):
     def _layers_changed(self, event=None):
         self._image_combo.reset_choices()
         for layer in self.viewer.layers:
-            if isinstance(layer, Points) and layer.name.endswith(" labels"):
+            if isinstance(layer, Points) and layer_role(layer) == "labels":
                 self._watch(layer)
         self._image_changed()
 
@@ -173,6 +178,11 @@ class LabelingWidget(Container):
         name = f"{image.name} labels"
         if name in self.viewer.layers:
             return self.viewer.layers[name]
+        for layer in self.viewer.layers:  # e.g. <image>_labels.csv opened with File > Open
+            if isinstance(layer, Points) and layer_role(layer) == "labels" and (
+                    layer.metadata.get("image") == image.name or layer.name == f"{image.name}_labels"):
+                self._watch(layer)
+                return layer
         if not create:
             return None
         empty = np.zeros((0, 2))
@@ -201,28 +211,63 @@ class LabelingWidget(Container):
         return np.asarray(image.data)
 
     def separation_px(self) -> float:
-        """Nearest-column distance of the chosen image (cached)."""
+        """Nearest-column distance: the user's, else estimated from the chosen image (cached)."""
+        if self._separation.value > 0:
+            return float(self._separation.value)
         image = self.image_layer
         if image is None:
             raise ValueError("choose an image first")
-        if self._separation_cache is None or self._separation_cache[0] is not image.data:
-            self._separation_cache = (image.data, estimate_separation(np.asarray(image.data)))
-        return self._separation_cache[1]
+        dark = bool(self._dark.value)
+        cache = self._separation_cache
+        if cache is None or cache[0] is not image.data or cache[1] != dark:
+            self._separation_cache = (image.data, dark, estimate_separation(np.asarray(image.data), dark=dark))
+        self._show_separation()
+        return self._separation_cache[2]
+
+    def _show_separation(self) -> None:
+        if self._separation.value > 0:
+            text = f"separation {self._separation.value:.1f} px (yours)"
+        elif self._separation_cache is not None and self.image_layer is not None \
+                and self._separation_cache[0] is self.image_layer.data:
+            text = f"separation {self._separation_cache[2]:.1f} px (estimated; type another above to override)"
+        else:
+            text = "separation: estimated when you seed or snap"
+        set_message(self._separation_info, text)
+
+    def _snap_radius(self, click_rc) -> float:
+        """0.4 separation, bounded by half the local column distance (never onto a neighbour)."""
+        separation = self.separation_px()
+        image = self.image_layer
+        key = (image.data, separation, bool(self._dark.value))
+        if self._seeds_cache is None or self._seeds_cache[:3] != key:
+            seeds = find_seeds(np.asarray(image.data), separation, threshold=self._threshold.value,
+                               dark=self._dark.value)
+            self._seeds_cache = (*key, seeds)
+        return snap_radius_px(click_rc, self._seeds_cache[3], separation)
+
+    # ------------------------------------------------------------ pixel size
+
+    def _show_pixel_size(self) -> None:
+        with self._pixel_size.changed.blocked():
+            self._pixel_size.value = layer_pixel_size_A(self.image_layer) or 0.0
+
+    def _pixel_size_edited(self, value: float) -> None:
+        set_layer_pixel_size_A(self.image_layer, value)
+        set_layer_pixel_size_A(self.labels_layer(), value)
 
     # ------------------------------------------------------------ undo
 
     def _push_undo(self, layer: Points):
-        self._undo_stack.append((layer.name, np.array(layer.data, copy=True), layer.features.copy()))
-        del self._undo_stack[:-20]
+        self.history.push(layer.name, layer.data, layer.features)
         self._undo_button.enabled = True
 
     def undo(self):
-        """Restore the positions and features before the last seed / refine / load / restore."""
-        if not self._undo_stack:
+        """Restore the positions and features before the last edit (seed, refine, load, or by hand)."""
+        if not len(self.history):
             show_info("nothing to undo")
             return
-        name, data, features = self._undo_stack.pop()
-        self._undo_button.enabled = bool(self._undo_stack)
+        name, data, features = self.history.pop()
+        self._undo_button.enabled = bool(len(self.history))
         if name not in self.viewer.layers:
             show_warning(f"cannot undo: layer {name!r} is gone")
             return
@@ -297,14 +342,18 @@ class LabelingWidget(Container):
 
     def _on_data(self, event):
         layer = event.source
-        if getattr(event, "action", None) == "added" and not self._editing and self._snap.value:
+        action = str(getattr(event, "action", ""))
+        if action in _PRE_EDIT and not self._editing:
+            self._push_undo(layer)  # a hand edit: keep the state before it
+            return
+        if action == "added" and not self._editing and self._snap.value:
             self._snap_points(layer, event.data_indices)
-        if getattr(event, "action", None) in ("added", "removed", "changed"):
+        if action in ("added", "removed", "changed"):
             self._schedule_autosave(layer)
 
     def _snap_points(self, layer: Points, indices):
         image_layer = self.image_layer
-        if image_layer is None or layer.name != f"{image_layer.name} labels" or not len(layer.data):
+        if image_layer is None or layer is not self.labels_layer() or not len(layer.data):
             return
         n = len(layer.data)
         idx = np.unique(np.asarray(indices, dtype=int) % n) if len(indices) else np.zeros(0, int)
@@ -312,8 +361,9 @@ class LabelingWidget(Container):
             return
         data = np.array(layer.data, copy=True)
         try:
-            radius = 0.4 * self.separation_px()
-            data[idx] = snap_to_peak(np.asarray(image_layer.data), data[idx], radius, dark=self._dark.value)
+            for i in idx:
+                data[i] = snap_to_peak(np.asarray(image_layer.data), data[i], self._snap_radius(data[i]),
+                                       dark=self._dark.value)
         except ValueError as exc:
             show_warning(f"Snap: {exc}")
             return
@@ -333,7 +383,6 @@ class LabelingWidget(Container):
 
     def refine(self, method: str | None = None):
         """Refine the labels in a worker thread; returns the worker (or None)."""
-        from napari.qt.threading import create_worker
 
         if self.busy:
             show_warning("a refinement is already running")
@@ -349,33 +398,21 @@ class LabelingWidget(Container):
             return None
         method = method or METHODS[self._method.value]
         positions = np.array(layer.data, copy=True)
-        self._cancel_event.clear()
-        self._pbar = napari_progress(total=len(positions), desc=f"Refining {len(positions)} columns")
-        relay = self._relay
-        worker = create_worker(
-            _run_refine, method, image, positions, self._dark.value,
-            lambda done, total: relay.progressed.emit(done, total),
-            self._cancel_event.is_set,
-            _ignore_errors=True,  # errors are shown by _refine_failed
-        )
-        worker.returned.connect(lambda result: self._refined(layer, positions, result))
-        worker.errored.connect(self._refine_failed)
-        worker.finished.connect(self._worker_finished)
-        self.worker = worker
         self._refine_button.enabled = False
         self._cancel_button.enabled = True
         self._status.value = "refining..."
-        worker.start()
-        return worker
+        self.job = start_job(refine_positions, image, positions, method, dark=self._dark.value,
+                             desc=f"Refining {len(positions)} columns", bar=self._progress,
+                             on_returned=lambda result: self._refined(layer, positions, result),
+                             on_error=self._refine_failed, on_cancelled=self._refine_cancelled,
+                             on_finished=self._worker_finished)
+        self.worker = self.job.worker
+        return self.worker
 
     def cancel(self):
         """Ask the running refinement to stop after its current chunk."""
-        self._cancel_event.set()
-
-    def _on_progress(self, done: int, total: int):
-        if self._pbar is not None:
-            self._pbar.total = total
-            self._pbar.update(done - self._pbar.n)
+        if self.job is not None:
+            self.job.cancel()
 
     def _refined(self, layer: Points, positions: np.ndarray, result):
         if layer not in self.viewer.layers:
@@ -398,18 +435,16 @@ class LabelingWidget(Container):
                       "'Select doubtful' selects them")
 
     def _refine_failed(self, exc: Exception):
-        if isinstance(exc, Cancelled):
-            self._status.value = "refinement cancelled; labels unchanged"
-            show_info("Refine: cancelled")
-        else:
-            self._status.value = f"refinement failed: {exc}"
-            show_error(f"Refine: {exc}")
+        set_message(self._status, f"refinement failed: {exc}")
+        show_error(f"Refine: {exc}")
+
+    def _refine_cancelled(self):
+        self._status.value = "refinement cancelled; labels unchanged"
+        show_info("Refine: cancelled")
 
     def _worker_finished(self):
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
         self.worker = None
+        self.job = None
         self._refine_button.enabled = True
         self._cancel_button.enabled = False
 
@@ -471,8 +506,7 @@ class LabelingWidget(Container):
     # ------------------------------------------------------------ files
 
     def _pixel_size_A(self):
-        image = self.image_layer
-        return None if image is None else image.metadata.get("pixel_size_A")
+        return layer_pixel_size_A(self.image_layer)
 
     def save_labels(self, path: str | None = None) -> Path | None:
         """Write the labels (and their features) to a CSV file."""
@@ -524,7 +558,7 @@ class LabelingWidget(Container):
 
     def _schedule_autosave(self, layer: Points):
         image = self.image_layer
-        if image is None or layer.name != f"{image.name} labels":
+        if image is None or layer is not self.labels_layer():
             return
         self._pending["job"] = (layer, self.autosave_path(), self._pixel_size_A())
         self._autosave_timer.start()
@@ -552,7 +586,9 @@ class LabelingWidget(Container):
         return written
 
     def _image_changed(self):
-        """Offer to restore an autosave that differs from the image's labels."""
+        """Show the image's pixel size; offer to restore an autosave that differs from its labels."""
+        self._show_pixel_size()
+        self._show_separation()
         self._restore_candidate = None
         self._restore_button.enabled = False
         path = self.autosave_path()
@@ -573,7 +609,7 @@ class LabelingWidget(Container):
         when = datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
         message = (f"Autosaved labels of {self._image_combo.value} ({len(table)} points, {when}) differ "
                    "from the open ones: 'Restore autosave' in Label atom columns brings them back")
-        self._status.value = message
+        set_message(self._status, message)
         key = (str(path), path.stat().st_mtime_ns)
         if key not in self._offered:  # one notification per autosave version
             self._offered.add(key)
@@ -589,6 +625,15 @@ class LabelingWidget(Container):
         if layer is not None:
             self._status.value = f"restored {len(layer.data)} autosaved points"
         return layer
+
+
+def _status_legend(mode: str = "status") -> str:
+    """What the label colours mean, for the dock (rich text)."""
+    if mode == "uncertainty_px":
+        return "colour: position uncertainty (px), viridis: dark purple low → yellow high"
+    if mode != "status":
+        return ""
+    return "  ".join(f"<span style='color:{colour}'>●</span> {status}" for status, colour in STATUS_COLOURS.items())
 
 
 def _write_autosave(job) -> Path | None:

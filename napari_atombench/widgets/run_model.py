@@ -7,57 +7,41 @@ and the positions (Points ``<image> <model>``, provenance in metadata).
 
 from __future__ import annotations
 
-import queue
-import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
 from napari.layers import Image
-from napari.qt.threading import thread_worker
-from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from .._napari.layers import points_size_px
+from .._napari.layers import layer_pixel_size_A, points_size_px, set_layer_pixel_size_A
+from .._napari.session import DEFAULT_MODEL
 from ..models.registry import REGISTRY, get_locator
+from ._worker import message_label, set_message, start_job
 
 if TYPE_CHECKING:
     import napari
 
 #: Points style of model predictions (labels are yellow discs).
 PREDICTION_STYLE = dict(face_color="transparent", border_color="#00e5ff", border_width=0.15, symbol="ring")
+NO_PIXEL_SIZE = ("no pixel size: the model guesses the sampling and Compare gives no Å and no pass/fail; "
+                 "enter it above")
 
 
-def locate_in_thread(make_locator, image, pixel_size_A, cancel_event: threading.Event):
-    """Generator for a thread_worker: yields (done, total) progress, returns the LocateResult.
-
-    The locator runs in a helper thread so its progress callback can be forwarded
-    through the generator; ``cancel_event`` stops it between tiles.
-    """
-    events: queue.Queue = queue.Queue()
-
-    def run():
-        try:
-            locator = make_locator()
-            result = locator.locate(
-                image,
-                pixel_size_A,
-                progress=lambda done, total: events.put(("progress", (done, total))),
-                cancelled=cancel_event.is_set,
-            )
-            events.put(("done", (locator, result)))
-        except BaseException as exc:  # surfaced by the worker's errored signal
-            events.put(("error", exc))
-
-    threading.Thread(target=run, daemon=True, name="atombench-locate").start()
-    while True:
-        kind, payload = events.get()
-        if kind == "progress":
-            yield payload
-        elif kind == "done":
-            return payload
-        else:
-            raise payload
+def _locate(make_locator, image, pixel_size_A, *, progress, cancelled):
+    """The job: build the locator (may load weights) and run it."""
+    locator = make_locator()
+    return locator, locator.locate(image, pixel_size_A, progress=progress, cancelled=cancelled)
 
 
 class RunModelWidget(Container):
@@ -67,7 +51,11 @@ class RunModelWidget(Container):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self.image = ComboBox(label="image", choices=self._image_layers)
-        self.model = ComboBox(label="model", choices=list(REGISTRY), value="atomnet-cubic" if "atomnet-cubic" in REGISTRY else None)
+        self.pixel_size = FloatSpinBox(label="pixel size (Å/px)", value=0.0, min=0.0, max=100.0, step=0.001,
+                                       tooltip="0: unknown. Read from and written to the image layer's metadata")
+        self.pixel_size_warning = Label(value="")
+        self.model = ComboBox(label="model", choices=list(REGISTRY),
+                              value=DEFAULT_MODEL if DEFAULT_MODEL in REGISTRY else None)
         self.weights = FileEdit(label="weights (optional)", mode="r", filter="*.pt *.pth")
         self.weights_dir = FileEdit(label="weights folder", mode="d")
         self.fidelity = ComboBox(label="fidelity", choices=["default", "original"], value="default")
@@ -78,19 +66,27 @@ class RunModelWidget(Container):
         self.refine = CheckBox(label="refine positions", value=False)
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self.status = Label(value="")
         self.extend(
-            [self.image, self.model, self.weights, self.weights_dir, self.fidelity, self.rescale, self.tile_size,
-             self.device, self.threshold, self.refine, self.run_button, self.cancel_button, self.status]
+            [self.image, self.pixel_size, self.pixel_size_warning, self.model, self.weights, self.weights_dir,
+             self.fidelity, self.rescale, self.tile_size, self.device, self.threshold, self.refine,
+             self.run_button, self.cancel_button, self.progress, self.status]
         )
+        for label in (self.status, self.pixel_size_warning):
+            message_label(label)
+        self.pixel_size_warning.native.setStyleSheet("color: #ffb020")
         self.model.changed.connect(self._on_model)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.viewer.layers.events.inserted.connect(self._refresh_images)
         self.viewer.layers.events.removed.connect(self._refresh_images)
-        self._cancel = threading.Event()
+        self.image.changed.connect(self._show_pixel_size)
+        self.pixel_size.changed.connect(self._pixel_size_edited)
+        self.job = None
         self.worker = None
         self._on_model()
+        self._show_pixel_size()
 
     # -- choices
     def _image_layers(self, _=None) -> list[Image]:
@@ -98,6 +94,17 @@ class RunModelWidget(Container):
 
     def _refresh_images(self, _=None) -> None:
         self.image.reset_choices()
+        self._show_pixel_size()
+
+    def _show_pixel_size(self, _=None) -> None:
+        value = layer_pixel_size_A(self.image.value)
+        with self.pixel_size.changed.blocked():
+            self.pixel_size.value = value or 0.0
+        set_message(self.pixel_size_warning, "" if value or self.image.value is None else NO_PIXEL_SIZE)
+
+    def _pixel_size_edited(self, value: float) -> None:
+        set_layer_pixel_size_A(self.image.value, value)
+        self._show_pixel_size()
 
     def _on_model(self, _=None) -> None:
         spec = REGISTRY.get(self.model.value)
@@ -131,70 +138,60 @@ class RunModelWidget(Container):
 
             os.environ["ATOMBENCH_WEIGHTS_DIR"] = str(weights_dir)
         device, fidelity, options = self.device.value, self.fidelity.value, self._options()
-        pixel_size_A = layer.metadata.get("pixel_size_A")
+        pixel_size_A = layer_pixel_size_A(layer)
+        if pixel_size_A is None:
+            show_warning(f"{model} on {layer.name}: {NO_PIXEL_SIZE}")
 
         def make_locator():
             return get_locator(model, weights=weights, device=device, fidelity=fidelity, **options)
 
-        self._cancel.clear()
-        image = np.asarray(layer.data)
-        pbar = napari_progress(total=0, desc=f"{model} on {layer.name}")
-        # errors are shown by on_error (not re-raised into the Qt event loop)
-        worker = thread_worker(locate_in_thread, start_thread=False, ignore_errors=True)(
-            make_locator, image, pixel_size_A, self._cancel
-        )
-
-        def on_progress(value):
-            done, total = value
-            pbar.total = total
-            pbar.n = done
-            pbar.refresh()
-            self.status.value = f"tile {done}/{total}"
-
         def on_error(exc):
-            from ..models.base import Cancelled
+            show_error(f"{model} on {layer.name}: {exc}")
+            set_message(self.status, f"error: {exc}")
 
-            if isinstance(exc, Cancelled):
-                show_info(f"{model}: cancelled")
-            else:
-                show_error(f"{model} on {layer.name}: {exc}")
-            self.status.value = f"error: {exc}" if not isinstance(exc, Cancelled) else "cancelled"
+        def on_cancelled():
+            show_info(f"{model}: cancelled")
+            self.status.value = "cancelled"
 
         def on_finish():
-            pbar.close()
             self.run_button.enabled, self.cancel_button.enabled = True, False
 
-        worker.yielded.connect(on_progress)
-        worker.returned.connect(lambda payload: self._add_layers(layer, *payload))
-        worker.errored.connect(on_error)
-        worker.finished.connect(on_finish)
         self.run_button.enabled, self.cancel_button.enabled = False, True
-        self.status.value = "running..."
-        self.worker = worker
-        worker.start()
-        return worker
+        self.status.value = f"running {model}…"
+        self.job = start_job(_locate, make_locator, np.asarray(layer.data), pixel_size_A,
+                             desc=f"{model} on {layer.name}", bar=self.progress,
+                             on_returned=lambda payload: self._add_layers(layer, *payload),
+                             on_error=on_error, on_cancelled=on_cancelled, on_finished=on_finish)
+        self.worker = self.job.worker
+        return self.worker
 
     def cancel(self, _=None) -> None:
-        self._cancel.set()
+        if self.job is not None:
+            self.job.cancel()
 
     # -- results
     def _add_layers(self, layer: Image, locator, result) -> None:
         name = f"{layer.name} {locator.name}"
         meta = dict(result.metadata)
-        meta.update({"image_layer": layer.name, "role": "prediction", "pixel_size_A": layer.metadata.get("pixel_size_A")})
+        meta.update({"image_layer": layer.name, "role": "prediction", "pixel_size_A": layer_pixel_size_A(layer)})
         if result.probability_map is not None:
-            self.viewer.add_image(
+            map_name = f"{name} map"
+            # one map at a time washes nothing out: later maps start hidden
+            others_shown = any(lay.visible and lay.metadata.get("role") == "probability map"
+                               for lay in self.viewer.layers if lay.name != map_name)
+            self._replace(map_name, lambda: self.viewer.add_image(
                 result.probability_map,
-                name=f"{name} map",
+                name=map_name,
                 scale=layer.scale,
                 translate=layer.translate,
                 colormap="magma",
                 opacity=0.5,
                 blending="additive",
-                metadata={"model": locator.name, "image_layer": layer.name},
-            )
+                visible=not others_shown,
+                metadata={"model": locator.name, "image_layer": layer.name, "role": "probability map"},
+            ))
         positions = np.asarray(result.positions_rc, dtype=float).reshape(-1, 2)
-        self.viewer.add_points(
+        self._replace(name, lambda: self.viewer.add_points(
             positions,
             name=name,
             size=points_size_px(positions),
@@ -202,9 +199,19 @@ class RunModelWidget(Container):
             translate=layer.translate,
             metadata=meta,
             **PREDICTION_STYLE,
-        )
+        ))
         if "refine_notice" in meta:
             show_warning(meta["refine_notice"])
         if len(positions) == 0:
             show_warning(f"{locator.name} found no atom columns in {layer.name}")
         self.status.value = f"{len(positions)} positions"
+
+    def _replace(self, name: str, add) -> None:
+        """Re-running a model replaces its layer in place (same position in the list), no ``[1]`` copies."""
+        index = None
+        if name in self.viewer.layers:
+            index = self.viewer.layers.index(name)
+            self.viewer.layers.remove(name)
+        new = add()
+        if index is not None:
+            self.viewer.layers.move(self.viewer.layers.index(new), index)
