@@ -4,7 +4,7 @@ split columns into sublattices.
 Adapt: choose the image, the Points layer with every column of a region labelled
 (seed + snap + refine in the Label dock make that quick) and optionally a Shapes
 layer whose first rectangle is the region. :func:`~napari_atombench.models.finetune.finetune`
-runs in a ``thread_worker`` (progress per step, cancel), the adapted model then
+runs through the docks' one job bridge (progress bar per step, cancel), the adapted model then
 locates columns in the whole image, the result is added as a Points layer
 ``<image> <model> adapted`` and handed to the Compare dock; the weights are saved
 to the user's model folder (listed by ``atombench models``).
@@ -18,22 +18,19 @@ labels class in the Compare dock (one row per class).
 
 from __future__ import annotations
 
-import queue
 import re
-import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
 from napari.layers import Image, Points, Shapes
-from napari.qt.threading import thread_worker
-from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from .._napari.layers import points_size_px
+from .._napari.layers import layer_pixel_size_A, points_size_px
 from ..core.classify import FEATURES, classify_columns
 from ..models.finetune import finetune, save_adapted_weights
 from ..models.registry import user_models_dir
+from ._worker import message_label, set_message, start_job
 from .run_model import PREDICTION_STYLE
 
 if TYPE_CHECKING:
@@ -45,27 +42,12 @@ NONE = "(none)"
 CLASS_COLOURS = ("#ff4fd8", "#7dff4f", "#ffa64f", "#4fa3ff", "#f5f54f")
 
 
-def adapt_in_thread(run_finetune, locate, cancel_event: threading.Event):
-    """Generator for a thread_worker: yields (done, total) of the fine-tune, returns
-    (FineTuneResult, LocateResult on the whole image)."""
-    events: queue.Queue = queue.Queue()
-
-    def run():
-        try:
-            result = run_finetune(lambda done, total: events.put(("progress", (done, total))), cancel_event.is_set)
-            events.put(("done", (result, locate(result.locator))))
-        except BaseException as exc:  # surfaced by the worker's errored signal
-            events.put(("error", exc))
-
-    threading.Thread(target=run, daemon=True, name="atombench-adapt").start()
-    while True:
-        kind, payload = events.get()
-        if kind == "progress":
-            yield payload
-        elif kind == "done":
-            return payload
-        else:
-            raise payload
+def adapt_and_locate(model, image, labels_rc, *, region, steps, pixel_size_A, image_name, progress, cancelled):
+    """Fine-tune ``model`` on the labelled region, then locate columns in the whole image:
+    (FineTuneResult, LocateResult). A job for :func:`~._worker.start_job`."""
+    result = finetune(model, image, labels_rc, region=region, steps=steps, pixel_size_A=pixel_size_A,
+                      image_name=image_name, progress=progress, cancelled=cancelled)
+    return result, result.locator.locate(image, pixel_size_A)
 
 
 def _region_of(shapes: Shapes, image: Image) -> tuple[float, float, float, float]:
@@ -97,16 +79,18 @@ class AdaptWidget(Container):
         self.n_classes = ComboBox(label="classes", choices=["auto", "1", "2", "3", "4", "5"], value="auto")
         self.feature = ComboBox(label="feature", choices=list(FEATURES), value="integrated_intensity")
         self.split_button = PushButton(text="Split into classes")
+        self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self.status = Label(value="")
+        message_label(self.status)
         self.extend([self.image, self.labels, self.region, self.model, self.steps, self.save, self.adapt_button,
-                     self.cancel_button, self.split_layer, self.split_reference, self.n_classes, self.feature,
+                     self.cancel_button, self.progress, self.split_layer, self.split_reference, self.n_classes, self.feature,
                      self.split_button, self.status])
         self.adapt_button.changed.connect(self.adapt)
         self.cancel_button.changed.connect(self.cancel)
         self.split_button.changed.connect(self.split)
         self.viewer.layers.events.inserted.connect(self._refresh)
         self.viewer.layers.events.removed.connect(self._refresh)
-        self._cancel = threading.Event()
+        self.job = None
         self.worker = None
         self.last_result = None
         self.compare_widget = None
@@ -138,50 +122,33 @@ class AdaptWidget(Container):
             return None
         image = np.asarray(image_layer.data, dtype=np.float32)
         labels = np.asarray(labels_layer.data, dtype=float)[:, -2:]
-        pixel_size_A = image_layer.metadata.get("pixel_size_A")
         model, steps, name = self.model.value, int(self.steps.value), image_layer.name
 
-        def run_finetune(progress, cancelled):
-            return finetune(model, image, labels, region=region, steps=steps, pixel_size_A=pixel_size_A,
-                            image_name=name, progress=progress, cancelled=cancelled)
-
-        self._cancel.clear()
-        pbar = napari_progress(total=steps, desc=f"adapting {model} to {name}")
-        worker = thread_worker(adapt_in_thread, start_thread=False, ignore_errors=True)(
-            run_finetune, lambda locator: locator.locate(image, pixel_size_A), self._cancel)
-
-        def on_progress(value):
-            done, total = value
-            pbar.total, pbar.n = total, done
-            pbar.refresh()
-            self.status.value = f"step {done}/{total}"
-
         def on_error(exc):
-            from ..models.base import Cancelled
+            show_error(f"Adapt model on {name}: {exc}")
+            set_message(self.status, f"error: {exc}")
 
-            if isinstance(exc, Cancelled):
-                show_info("Adapt model: cancelled")
-                self.status.value = "cancelled"
-            else:
-                show_error(f"Adapt model on {name}: {exc}")
-                self.status.value = f"error: {exc}"
+        def on_cancelled():
+            show_info("Adapt model: cancelled")
+            set_message(self.status, "cancelled")
 
-        def on_finish():
-            pbar.close()
+        def on_finished():
             self.adapt_button.enabled, self.cancel_button.enabled = True, False
 
-        worker.yielded.connect(on_progress)
-        worker.returned.connect(lambda payload: self._add_result(image_layer, *payload))
-        worker.errored.connect(on_error)
-        worker.finished.connect(on_finish)
         self.adapt_button.enabled, self.cancel_button.enabled = False, True
-        self.status.value = "adapting..."
-        self.worker = worker
-        worker.start()
-        return worker
+        set_message(self.status, f"adapting {model} to {name} ({steps} steps)…")
+        self.job = start_job(
+            adapt_and_locate, model, image, labels, region=region, steps=steps,
+            pixel_size_A=layer_pixel_size_A(image_layer), image_name=name,
+            desc=f"adapting {model} to {name}", bar=self.progress,
+            on_returned=lambda payload: self._add_result(image_layer, *payload),
+            on_error=on_error, on_cancelled=on_cancelled, on_finished=on_finished)
+        self.worker = self.job.worker
+        return self.worker
 
     def cancel(self, _=None) -> None:
-        self._cancel.set()
+        if self.job is not None:
+            self.job.cancel()
 
     def _add_result(self, layer: Image, result, located) -> None:
         self.last_result = result
@@ -197,8 +164,8 @@ class AdaptWidget(Container):
         self.viewer.add_points(positions, name=name, size=points_size_px(positions), scale=layer.scale,
                                translate=layer.translate, metadata=meta, **PREDICTION_STYLE)
         points = self.viewer.layers[name]
-        self.status.value = (f"validation F1 {card['validation_f1_before']:.3f} -> {card['validation_f1']:.3f}, "
-                             f"{card['steps']} steps, {card['seconds']:.0f} s; {len(positions)} columns")
+        set_message(self.status, f"validation F1 {card['validation_f1_before']:.3f} -> {card['validation_f1']:.3f}, "
+                                 f"{card['steps']} steps, {card['seconds']:.0f} s; {len(positions)} columns")
         self._compare([points])
 
     def _compare(self, layers) -> None:
@@ -236,8 +203,8 @@ class AdaptWidget(Container):
         if ref is not None:
             self._add_classes(reference, ref, None)
             self._compare(added)
-        self.status.value = (f"{layer.name}: {result.n_classes} classes "
-                             f"({', '.join(str(c) for c in result.counts)} columns)")
+        set_message(self.status, f"{layer.name}: {result.n_classes} classes "
+                                 f"({', '.join(str(c) for c in result.counts)} columns)")
         return added
 
     def _add_classes(self, layer: Points, result, truth_name: str | None) -> list:
