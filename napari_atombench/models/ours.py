@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -140,12 +141,12 @@ def _estimate_separation_px(image: np.ndarray) -> float | None:
 
 
 class SamplingAwareLocator:
-    """Run a locator at the sampling its weights were trained at.
+    """Run a locator at the sampling its weights were trained at, on bright columns.
 
     Parameters
     ----------
     inner : AtomLocator
-        Works on images at the trained sampling.
+        Works on images at the trained sampling with bright columns.
     trained_pixel_size_A : float
         Å per pixel of the training images.
     trained_separation_px : float
@@ -156,46 +157,72 @@ class SamplingAwareLocator:
     edge_px : float
         Drop positions closer than this to the first/last pixel centre of the
         input image (its own pixels); -0.5 keeps everything inside the image.
+    contrast : {"auto", "bright", "dark"}
+        Column polarity: "dark" (annular bright field) images are mirrored in
+        their range before the model; "auto" decides per image with
+        :func:`napari_atombench.core.contrast.estimate_polarity` and records the
+        decision in the result's metadata (``contrast_used``, ``contrast_skewness``,
+        ``contrast_confident``). ``locate(..., contrast=...)`` overrides it per call.
     """
 
     def __init__(self, inner, trained_pixel_size_A: float, trained_separation_px: float, *, max_side_px: int = 6000,
-                 edge_px: float = -0.5):
+                 edge_px: float = -0.5, contrast: str = "auto"):
+        from ..core.contrast import check_contrast
+
         self.inner = inner
         self.name = inner.name
         self.trained_pixel_size_A = float(trained_pixel_size_A)
         self.trained_separation_px = float(trained_separation_px)
         self.max_side_px = int(max_side_px)
         self.edge_px = float(edge_px)
+        self.contrast = check_contrast(contrast)
 
-    def scale_for(self, image: np.ndarray, pixel_size_A: float | None) -> tuple[float, str]:
-        """Zoom factor (output px per input px) and how it was found."""
+    def scale_for(self, image: np.ndarray, pixel_size_A: float | None, *,
+                  separation_px: float | None = None) -> tuple[float, str]:
+        """Zoom factor (output px per input px) and how it was found.
+
+        The pixel size wins when it is given; otherwise the image's own column
+        separation (``separation_px``, estimated when None) is scaled to the
+        trained one.
+        """
         if pixel_size_A is not None and pixel_size_A > 0:
             return float(pixel_size_A) / self.trained_pixel_size_A, "pixel_size"
-        sep = _estimate_separation_px(image)
+        sep = _estimate_separation_px(image) if separation_px is None else separation_px
         if sep is None or not np.isfinite(sep) or sep <= 0:
             return 1.0, "none"
         return self.trained_separation_px / sep, "estimate_separation"
 
-    def _rescaled(self, image: np.ndarray, pixel_size_A):
+    def _rescaled(self, image: np.ndarray, pixel_size_A, contrast: str | None = None):
+        from ..core.contrast import check_contrast
         from ..core.io import as_image_2d
 
         image = as_image_2d(image, name="image")
-        zoom, how = self.scale_for(image, pixel_size_A)
+        contrast = self.contrast if contrast is None else check_contrast(contrast)
+        sep = _estimate_separation_px(image)
+        zoom, how = self.scale_for(image, pixel_size_A, separation_px=sep)
+        meta = {"lattice_separation_px": sep}
+        meta.update(_sampling_disagreement(sep, zoom, how, self.trained_separation_px))
+        # the polarity band-pass needs the lattice scale: the image's own, else the trained one mapped back
+        bright, contrast_meta = apply_contrast(image, contrast, sep if sep else self.trained_separation_px / zoom)
+        meta.update(contrast_meta)
         shape = tuple(max(16, int(round(s * zoom))) for s in image.shape)
         if max(shape) > self.max_side_px:
             raise ValueError(
                 f"rescaling a {image.shape} image by {zoom:.2f} to the trained sampling would make it "
                 f"{shape}: too large (check the pixel size)"
             )
-        return image, resample(image, shape), zoom, how
+        return image, resample(bright, shape), zoom, how, meta
 
-    def predict_map(self, image, *, pixel_size_A=None, progress=None, cancelled=None) -> np.ndarray:
-        image, scaled, _, _ = self._rescaled(image, pixel_size_A)
+    def predict_map(self, image, *, pixel_size_A=None, contrast: str | None = None, progress=None,
+                    cancelled=None) -> np.ndarray:
+        image, scaled, _, _, _ = self._rescaled(image, pixel_size_A, contrast)
         prob = self.inner.predict_map(scaled, progress=progress, cancelled=cancelled)
         return resample(np.asarray(prob, dtype=np.float32), image.shape)
 
-    def locate(self, image, pixel_size_A=None, *, progress=None, cancelled=None) -> LocateResult:
-        image, scaled, zoom, how = self._rescaled(image, pixel_size_A)
+    def locate(self, image, pixel_size_A=None, *, contrast: str | None = None, progress=None,
+               cancelled=None) -> LocateResult:
+        """Find columns; ``contrast`` (None: the locator's own) as in the class docstring."""
+        image, scaled, zoom, how, sampling_meta = self._rescaled(image, pixel_size_A, contrast)
         result = self.inner.locate(scaled, None, progress=progress, cancelled=cancelled)
         positions = positions_to_frame(result.positions_rc, scaled.shape, image.shape)
         positions = positions[filter_border(positions, image.shape, self.edge_px)]
@@ -210,8 +237,55 @@ class SamplingAwareLocator:
             pixel_size_A=pixel_size_A,
             edge_px=self.edge_px,
             n_positions=int(len(positions)),
+            **sampling_meta,
         )
         return LocateResult(positions_rc=positions, probability_map=prob, metadata=meta)
+
+
+def apply_contrast(image: np.ndarray, contrast: str, separation_px: float | None) -> tuple[np.ndarray, dict]:
+    """``image`` with bright columns, and metadata saying what was decided.
+
+    ``contrast`` "bright" or "dark" is applied as given; "auto" is decided by
+    :func:`napari_atombench.core.contrast.estimate_polarity` at ``separation_px``
+    (bright, with a warning, when the image does not tell).
+    """
+    from ..core.contrast import check_contrast, estimate_polarity, to_bright
+
+    meta: dict[str, Any] = {"contrast": check_contrast(contrast)}
+    if contrast == "auto":
+        if not separation_px:
+            raise ValueError("contrast='auto' needs the column separation (none could be estimated): "
+                             "pass contrast='bright' or 'dark'")
+        polarity = estimate_polarity(image, separation_px)
+        meta.update(polarity.as_metadata())
+        if not polarity.confident:
+            warnings.warn(f"contrast='auto' could not tell bright from dark columns (skewness "
+                          f"{polarity.skewness:+.2f}); assuming bright columns, pass contrast='dark' for ABF/BF",
+                          stacklevel=3)
+        contrast = polarity.contrast
+    else:
+        meta["contrast_used"] = contrast
+    return to_bright(image, contrast), meta
+
+
+#: pixel size and lattice disagree when the image's column separation, at the
+#: trained sampling, is further than this factor from the trained separation
+SAMPLING_DISAGREEMENT_FACTOR = 2.0
+
+
+def _sampling_disagreement(sep_px: float | None, zoom: float, how: str, trained_separation_px: float) -> dict:
+    """Warn (and say so in the metadata) when the pixel size puts the lattice at
+    more than :data:`SAMPLING_DISAGREEMENT_FACTOR` times the trained separation."""
+    if how != "pixel_size" or not sep_px:
+        return {}
+    ratio = sep_px * zoom / trained_separation_px
+    if 1 / SAMPLING_DISAGREEMENT_FACTOR <= ratio <= SAMPLING_DISAGREEMENT_FACTOR:
+        return {"sampling_lattice_ratio": round(ratio, 3)}
+    warnings.warn(
+        f"pixel size and lattice disagree: the image's columns are {sep_px:.1f} px apart, which at the given "
+        f"pixel size is {ratio:.2f}x the spacing the model was trained on (check the pixel size; "
+        f"sparse or dumbbell images can also cause this)", stacklevel=4)
+    return {"sampling_lattice_ratio": round(ratio, 3), "sampling_warning": "pixel size and lattice disagree"}
 
 
 # ------------------------------------------------------------------ our network's locator
@@ -269,8 +343,10 @@ class AtomBenchLocator:
 
     def __init__(self, name: str, net, provenance: dict, *, device: str = "auto", threshold: float = 0.3,
                  min_distance_px: int = 2, tile_size: int = 1024, overlap_px: int = 64,
-                 normalize_window_px: int | None = None):
+                 normalize_window_px: int | None = None, contrast: str = "bright"):
         import torch
+
+        from ..core.contrast import check_contrast
 
         from ._pipeline import resolve_device
 
@@ -283,7 +359,18 @@ class AtomBenchLocator:
         self.tile_size = int(tile_size)
         self.overlap_px = int(overlap_px)
         self.normalize_window_px = int(normalize_window_px) if normalize_window_px else None
+        # "bright" by default: SamplingAwareLocator decides the polarity before rescaling
+        self.contrast = check_contrast(contrast)
         self._torch = torch
+
+    def _bright(self, image, contrast: str | None) -> tuple[np.ndarray, dict]:
+        from ..core.contrast import check_contrast
+        from ..core.io import as_image_2d
+
+        image = as_image_2d(image, name="image")
+        contrast = self.contrast if contrast is None else check_contrast(contrast)
+        sep = _estimate_separation_px(image) if contrast == "auto" else None
+        return apply_contrast(image, contrast, sep)
 
     def _forward(self, x: np.ndarray, window=None) -> np.ndarray:
         """(h, w) -> (1, h, w) heatmap; h and w multiples of the network's downsampling."""
@@ -293,10 +380,9 @@ class AtomBenchLocator:
             return torch.sigmoid(self.net(t))[0].float().cpu().numpy()
 
     @reuse_freed_memory()
-    def predict_map(self, image, *, progress=None, cancelled=None) -> np.ndarray:
-        from ..core.io import as_image_2d
-
-        x = standardize(as_image_2d(image, name="image"), self.normalize_window_px)
+    def predict_map(self, image, *, contrast: str | None = None, progress=None, cancelled=None) -> np.ndarray:
+        """Heatmap of column centres; ``contrast`` None: the locator's own."""
+        x = standardize(self._bright(image, contrast)[0], self.normalize_window_px)
         h, w = x.shape
         d = self.net.downsampling
         ph, pw = (-h) % d, (-w) % d
@@ -307,9 +393,11 @@ class AtomBenchLocator:
         y = tiled_forward(self._forward, xp, self.tile_size, self.overlap_px, d, progress=progress, cancelled=cancelled)
         return y[0, :h, :w]
 
-    def locate(self, image, pixel_size_A=None, *, progress=None, cancelled=None) -> LocateResult:
+    def locate(self, image, pixel_size_A=None, *, contrast: str | None = None, progress=None,
+               cancelled=None) -> LocateResult:
         t0 = time.perf_counter()
-        prob = self.predict_map(image, progress=progress, cancelled=cancelled)
+        image, contrast_meta = self._bright(image, contrast)
+        prob = self.predict_map(image, contrast="bright", progress=progress, cancelled=cancelled)
         positions = heatmap_peaks(prob, self.threshold, self.min_distance_px)
         meta = {
             "model": self.name,
@@ -317,6 +405,7 @@ class AtomBenchLocator:
             "device": str(self.device),
             "threshold": self.threshold,
             "timings_s": {"total": round(time.perf_counter() - t0, 4)},
+            **contrast_meta,
             **self.provenance,
         }
         return LocateResult(positions_rc=positions, probability_map=prob, metadata=meta)
@@ -441,6 +530,8 @@ def get_locator(name: str = DEFAULT_MODEL, weights: str | Path | None = None, de
     # atombench's edge rule is applied in the input image's pixels (by the wrapper);
     # the published families' edge_px stays an option of their own pipeline
     edge_px = options.pop("edge_px", info["edge_px"]) if "edge_px" in info else -0.5
+    # the polarity is decided on the input image, before rescaling (by the wrapper)
+    contrast = options.pop("contrast", "auto") if sampling_aware else None
     if info["family"] == "atombench":
         net, provenance = load_atombench_state(path)
         provenance.pop("card", None)
@@ -464,6 +555,7 @@ def get_locator(name: str = DEFAULT_MODEL, weights: str | Path | None = None, de
         trained_pixel_size_A=float(card.get("trained_pixel_size_A", 0.2)),
         trained_separation_px=float(card.get("trained_separation_px", 14.0)),
         edge_px=edge_px,
+        contrast=contrast,
     )
 
 
