@@ -177,3 +177,32 @@ def test_f1_without_pixel_size_is_within_10_percent(experimental_dir, locator):
         assert f1[None] >= 0.9 * f1[case.pixel_size_A], (case.case, f1)
         checked += 1
     assert checked >= 3
+
+
+# ------------------------------------------------------------------ speed paths
+
+
+def test_fast_path_keeps_the_fp32_result():
+    from napari_atombench.core.match import match_positions
+    from napari_atombench.models._fast import fold_batchnorm, resolve_bf16
+
+    s = sim.simulate("srtio3_100", shape=256, pixel_size_pm=20, dose_e_per_A2=3000, seed=4)
+    plain = ours.get_locator("atombench", device="cpu", fast=False, sampling_aware=False)
+    fast = ours.get_locator("atombench", device="cpu", sampling_aware=False)
+    assert fast.fast and not plain.fast and not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.net.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.net.modules())  # folding works on a copy
+    a, b = plain.predict_map(s.image), fast.predict_map(s.image)
+    # fp32 with a different summation order: differences of a few ulps of the logits
+    assert np.abs(a - b).max() < 1e-4
+    pa, pb = plain.locate(s.image).positions_rc, fast.locate(s.image).positions_rc
+    m = match_positions(pb, pa, max_distance_px=0.01)
+    near = np.abs(a - plain.threshold) < 1e-4  # maxima this close to the threshold may flip
+    assert m.n_fn + m.n_fp <= int(near.sum()) and m.n_tp >= 0.99 * len(pa)
+    with pytest.raises(ValueError, match="bf16"):
+        resolve_bf16("sometimes", torch.device("cpu"))
+    bf16 = ours.get_locator("atombench", device="cpu", bf16=True, sampling_aware=False)
+    assert bf16.bf16 and bf16.locate(s.image).metadata["bf16"] is True
+    mb = match_positions(bf16.locate(s.image).positions_rc, pa, max_distance_px=0.1)
+    assert mb.n_tp >= 0.97 * len(pa) and mb.n_fp <= 0.03 * len(pa)  # bf16: same columns, within 0.1 px
+    assert isinstance(ours.get_locator("atombench", device="cpu", bf16="auto", sampling_aware=False).bf16, bool)
+    assert fold_batchnorm(plain.net) is not plain.net
