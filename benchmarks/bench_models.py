@@ -117,6 +117,32 @@ def padded_work_px(loc, side: int) -> int:
     return len(starts) ** 2 * t * t
 
 
+def atombench_table(threads: int, v3_weights: Path | None, side: int = 1024, repeats: int = 3) -> int:
+    """atombench at ``side``² (already at the trained sampling): time of each path and
+    its ratio to the v2 path, and positions kept (one-to-one within 0.1 px)."""
+    from napari_atombench.core.match import match_positions
+
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, load average {os.getloadavg()}")
+    image = simulate_crystal(SRTIO3_100, shape=(side, side), pixel_size_A=0.2, seed=1).image
+    paths = [("v2 path (fp32, BN, contiguous)", dict(fast=False)), ("new path fp32", {}),
+             ("new path bf16", dict(bf16=True)), ("new path bf16=auto", dict(bf16="auto"))]
+    if v3_weights is not None:
+        paths.append(("v3 weights, new path fp32", dict(weights=v3_weights)))
+    ref_t = ref_pos = None
+    print(f"{'path':<32} {'median s':>9} {'[min-max]':>15} {'vs v2':>7} {'n':>6} {'kept':>7}")
+    for name, opts in paths:
+        loc = get_locator("atombench", device="cpu", sampling_aware=False, **opts)
+        loc.locate(image[:256, :256])  # warm-up
+        med, lo, hi = timed(lambda: loc.locate(image), repeats)
+        pos = loc.locate(image).positions_rc
+        if ref_t is None:
+            ref_t, ref_pos = med, pos
+        kept = match_positions(pos, ref_pos, 0.1).n_tp / max(len(ref_pos), 1)
+        print(f"{name:<32} {med:>9.3f} {f'[{lo:.2f}-{hi:.2f}]':>15} {ref_t / med:>6.2f}x {len(pos):>6} {100 * kept:>6.1f}%",
+              flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048])
@@ -127,8 +153,14 @@ def main(argv=None) -> int:
     parser.add_argument("--no-positions", action="store_true", help="skip the positions check")
     parser.add_argument("--kernels", action="store_true", help="only the fp32 vs bf16 conv kernel table")
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared")
+    parser.add_argument("--atombench", action="store_true",
+                        help="only our atombench: v2 path (unfolded fp32) vs the new path (folded BN, channels_last, "
+                        "one tile; fp32 and bf16) at 1024², and the v3 weights given by --v3-weights")
+    parser.add_argument("--v3-weights", type=Path, help="atombench v3 weights for --atombench")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.atombench:
+        return atombench_table(args.threads, args.v3_weights)
     fixtures = args.shared / "fixtures" / "models"
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, load average {os.getloadavg()}")
     kernel_table(args.threads)

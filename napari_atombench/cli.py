@@ -432,6 +432,11 @@ def _add_train(subparsers) -> None:
     parser.add_argument("--resolution-pm", type=positive, nargs=2, metavar=("MIN_PM", "MAX_PM"),
                         help="probe FWHM range (pm), log-uniform, capped where labelled columns would merge "
                         "(default: uniform 60-125 pm)")
+    parser.add_argument("--modalities", action="store_true",
+                        help="v3 recipe: add ABF, iDPC-like, low-dose light-element, nanoparticle and thick-support "
+                        "scenes and JPEG/low-pass/row-offset artefacts (label policy: docs/models.md)")
+    parser.add_argument("--pool-workers", type=integer(1), default=1,
+                        help="processes generating the --modalities pool (same pool for any number)")
     parser.add_argument("--export-weights", type=output_file, help="also write fp16 weights + JSON record here")
     parser.set_defaults(func=_run_train)
 
@@ -454,6 +459,7 @@ def _run_train(args) -> int:
         native_pixel_size_A=tuple(args.native_pixel_size) if args.native_pixel_size else None,
         normalize_window_px=args.normalize_window,
         resolution_pm=tuple(args.resolution_pm) if args.resolution_pm else None,
+        modalities=args.modalities, pool_workers=args.pool_workers,
     )
     summary = train(config, args.out, resume=args.resume, log=lambda m: print(m, flush=True))
     if args.export_weights is not None:

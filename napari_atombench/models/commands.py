@@ -34,6 +34,9 @@ def add_locate(subparsers) -> None:
                         help="probability threshold in (0, 1) (AtomNet models)")
     parser.add_argument("--refine", action="store_true", help="refine positions by Gaussian fits")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (default pipeline; faster only where the CPU or GPU has fast bf16 kernels: on the 2-core Zen 4 development VM it is slower, see docs/models.md)")
+    parser.add_argument("--contrast", choices=("auto", "bright", "dark"),
+                        help="column polarity: bright (HAADF), dark (ABF/BF), auto (decided from the image; "
+                             "atombench models default to auto)")
     parser.add_argument("--out", type=output_file, help="positions CSV to write (default: IMAGE_<model>.csv)")
     parser.add_argument("--map-out", type=output_file, help="write the probability map as .npy")
     parser.set_defaults(func=run_locate)
@@ -53,6 +56,8 @@ def run_locate(args: argparse.Namespace) -> int:
         options["tile_size"] = args.tile_size
     if args.threshold is not None:
         options["threshold"] = args.threshold
+    if args.contrast is not None:
+        options["contrast"] = args.contrast
     locator = get_locator(args.model, weights=args.weights, device=args.device, fidelity=args.fidelity, **options)
     result = locator.locate(image, pixel_size_A)
     write_positions(out, result.positions_rc, pixel_size_A=pixel_size_A)
@@ -63,7 +68,9 @@ def run_locate(args: argparse.Namespace) -> int:
         np.save(buf, result.probability_map)
         atomic_write_bytes(args.map_out, buf.getvalue())
     frame = result.metadata.get("frame", "image")
-    print(f"{len(result.positions_rc)} positions ({args.model}, {args.fidelity}, frame: {frame}) -> {out}")
+    polarity = result.metadata.get("contrast_used")
+    polarity = f", contrast: {polarity}" if polarity else ""
+    print(f"{len(result.positions_rc)} positions ({args.model}, {args.fidelity}, frame: {frame}{polarity}) -> {out}")
     return 0
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -144,12 +145,12 @@ def _estimate_separation_px(image: np.ndarray) -> float | None:
 
 
 class SamplingAwareLocator:
-    """Run a locator at the sampling its weights were trained at.
+    """Run a locator at the sampling its weights were trained at, on bright columns.
 
     Parameters
     ----------
     inner : AtomLocator
-        Works on images at the trained sampling.
+        Works on images at the trained sampling with bright columns.
     trained_pixel_size_A : float or None
         Å per pixel of the training images; None: no sampling rule (zoom 1, only
         ``rescale``).
@@ -164,10 +165,18 @@ class SamplingAwareLocator:
     rescale : float
         Extra resampling factor on top of the sampling rule (as the published
         families' ``rescale``: > 1 enlarges the image the network sees).
+    contrast : {"auto", "bright", "dark"}
+        Column polarity: "dark" (annular bright field) images are mirrored in
+        their range before the model; "auto" decides per image with
+        :func:`napari_atombench.core.contrast.estimate_polarity` and records the
+        decision in the result's metadata (``contrast_used``, ``contrast_skewness``,
+        ``contrast_confident``). ``locate(..., contrast=...)`` overrides it per call.
     """
 
     def __init__(self, inner, trained_pixel_size_A: float | None, trained_separation_px: float | None, *,
-                 max_side_px: int = 6000, edge_px: float = -0.5, rescale: float = 1.0):
+                 max_side_px: int = 6000, edge_px: float = -0.5, rescale: float = 1.0, contrast: str = "auto"):
+        from ..core.contrast import check_contrast
+
         self.inner = inner
         self.name = inner.name
         self.trained_pixel_size_A = None if trained_pixel_size_A is None else float(trained_pixel_size_A)
@@ -175,42 +184,62 @@ class SamplingAwareLocator:
         self.max_side_px = int(max_side_px)
         self.edge_px = float(edge_px)
         self.rescale = check_rescale(rescale, self.name)
+        self.contrast = check_contrast(contrast)
 
-    def scale_for(self, image: np.ndarray, pixel_size_A: float | None) -> tuple[float, str]:
-        """Zoom factor (output px per input px, ``rescale`` included) and how it was found."""
-        zoom, how = self._sampling_zoom(image, pixel_size_A)
+    def scale_for(self, image: np.ndarray, pixel_size_A: float | None, *,
+                  separation_px: float | None = None) -> tuple[float, str]:
+        """Zoom factor (output px per input px, ``rescale`` included) and how it was found.
+
+        The pixel size wins when it is given; otherwise the image's own column
+        separation (``separation_px``, estimated when None) is scaled to the
+        trained one.
+        """
+        zoom, how = self._sampling_zoom(image, pixel_size_A, separation_px)
         return zoom * self.rescale, how
 
-    def _sampling_zoom(self, image: np.ndarray, pixel_size_A: float | None) -> tuple[float, str]:
+    def _sampling_zoom(self, image: np.ndarray, pixel_size_A: float | None,
+                       separation_px: float | None) -> tuple[float, str]:
         if self.trained_pixel_size_A is None:
             return 1.0, "off"
         if pixel_size_A is not None and pixel_size_A > 0:
             return float(pixel_size_A) / self.trained_pixel_size_A, "pixel_size"
-        sep = _estimate_separation_px(image)
+        sep = _estimate_separation_px(image) if separation_px is None else separation_px
         if sep is None or not np.isfinite(sep) or sep <= 0:
             return 1.0, "none"
         return self.trained_separation_px / sep, "estimate_separation"
 
-    def _rescaled(self, image: np.ndarray, pixel_size_A):
+    def _rescaled(self, image: np.ndarray, pixel_size_A, contrast: str | None = None):
+        from ..core.contrast import check_contrast
         from ..core.io import as_image_2d
 
         image = as_image_2d(image, name="image")
-        zoom, how = self.scale_for(image, pixel_size_A)
+        contrast = self.contrast if contrast is None else check_contrast(contrast)
+        sep = _estimate_separation_px(image)
+        zoom, how = self.scale_for(image, pixel_size_A, separation_px=sep)
+        meta = {"lattice_separation_px": sep}
+        meta.update(_sampling_disagreement(sep, zoom, how, self.trained_separation_px))
+        # the polarity band-pass needs the lattice scale: the image's own, else the trained one mapped back
+        trained_sep = self.trained_separation_px / zoom if self.trained_separation_px else None
+        bright, contrast_meta = apply_contrast(image, contrast, sep or trained_sep)
+        meta.update(contrast_meta)
         shape = tuple(max(16, int(round(s * zoom))) for s in image.shape)
         if max(shape) > self.max_side_px:
             raise ValueError(
                 f"rescaling a {image.shape} image by {zoom:.2f} to the trained sampling would make it "
                 f"{shape}: too large (check the pixel size)"
             )
-        return image, resample(image, shape), zoom, how
+        return image, resample(bright, shape), zoom, how, meta
 
-    def predict_map(self, image, *, pixel_size_A=None, progress=None, cancelled=None) -> np.ndarray:
-        image, scaled, _, _ = self._rescaled(image, pixel_size_A)
+    def predict_map(self, image, *, pixel_size_A=None, contrast: str | None = None, progress=None,
+                    cancelled=None) -> np.ndarray:
+        image, scaled, _, _, _ = self._rescaled(image, pixel_size_A, contrast)
         prob = self.inner.predict_map(scaled, progress=progress, cancelled=cancelled)
         return resample(np.asarray(prob, dtype=np.float32), image.shape)
 
-    def locate(self, image, pixel_size_A=None, *, progress=None, cancelled=None) -> LocateResult:
-        image, scaled, zoom, how = self._rescaled(image, pixel_size_A)
+    def locate(self, image, pixel_size_A=None, *, contrast: str | None = None, progress=None,
+               cancelled=None) -> LocateResult:
+        """Find columns; ``contrast`` (None: the locator's own) as in the class docstring."""
+        image, scaled, zoom, how, sampling_meta = self._rescaled(image, pixel_size_A, contrast)
         result = self.inner.locate(scaled, None, progress=progress, cancelled=cancelled)
         positions = positions_to_frame(result.positions_rc, scaled.shape, image.shape)
         positions = positions[filter_border(positions, image.shape, self.edge_px)]
@@ -227,8 +256,55 @@ class SamplingAwareLocator:
             rescale=self.rescale * float(meta.get("rescale", 1.0)),
             edge_px=self.edge_px,
             n_positions=int(len(positions)),
+            **sampling_meta,
         )
         return LocateResult(positions_rc=positions, probability_map=prob, metadata=meta)
+
+
+def apply_contrast(image: np.ndarray, contrast: str, separation_px: float | None) -> tuple[np.ndarray, dict]:
+    """``image`` with bright columns, and metadata saying what was decided.
+
+    ``contrast`` "bright" or "dark" is applied as given; "auto" is decided by
+    :func:`napari_atombench.core.contrast.estimate_polarity` at ``separation_px``
+    (bright, with a warning, when the image does not tell).
+    """
+    from ..core.contrast import check_contrast, estimate_polarity, to_bright
+
+    meta: dict[str, Any] = {"contrast": check_contrast(contrast)}
+    if contrast == "auto":
+        if not separation_px:
+            raise ValueError("contrast='auto' needs the column separation (none could be estimated): "
+                             "pass contrast='bright' or 'dark'")
+        polarity = estimate_polarity(image, separation_px)
+        meta.update(polarity.as_metadata())
+        if not polarity.confident:
+            warnings.warn(f"contrast='auto' could not tell bright from dark columns (skewness "
+                          f"{polarity.skewness:+.2f}); assuming bright columns, pass contrast='dark' for ABF/BF",
+                          stacklevel=3)
+        contrast = polarity.contrast
+    else:
+        meta["contrast_used"] = contrast
+    return to_bright(image, contrast), meta
+
+
+#: pixel size and lattice disagree when the image's column separation, at the
+#: trained sampling, is further than this factor from the trained separation
+SAMPLING_DISAGREEMENT_FACTOR = 2.0
+
+
+def _sampling_disagreement(sep_px: float | None, zoom: float, how: str, trained_separation_px: float) -> dict:
+    """Warn (and say so in the metadata) when the pixel size puts the lattice at
+    more than :data:`SAMPLING_DISAGREEMENT_FACTOR` times the trained separation."""
+    if how != "pixel_size" or not sep_px:
+        return {}
+    ratio = sep_px * zoom / trained_separation_px
+    if 1 / SAMPLING_DISAGREEMENT_FACTOR <= ratio <= SAMPLING_DISAGREEMENT_FACTOR:
+        return {"sampling_lattice_ratio": round(ratio, 3)}
+    warnings.warn(
+        f"pixel size and lattice disagree: the image's columns are {sep_px:.1f} px apart, which at the given "
+        f"pixel size is {ratio:.2f}x the spacing the model was trained on (check the pixel size; "
+        f"sparse or dumbbell images can also cause this)", stacklevel=4)
+    return {"sampling_lattice_ratio": round(ratio, 3), "sampling_warning": "pixel size and lattice disagree"}
 
 
 # ------------------------------------------------------------------ our network's locator
@@ -282,41 +358,67 @@ class AtomBenchLocator:
     :class:`SamplingAwareLocator` for other samplings): standardisation (whole image,
     or in a sliding window the size of the training crops), reflect padding to a
     multiple of the network's downsampling, overlapping tiles for large images,
-    sigmoid heatmap, local maxima + weighted centroids; optionally bf16 autocast
-    and the Gaussian refinement the published families use (``refine``)."""
+    sigmoid heatmap, local maxima + weighted centroids; optionally the Gaussian
+    refinement the published families use (``refine``).
+
+    Speed: ``fast`` folds BatchNorm into the convolutions and runs channels_last (fp32,
+    the same map up to float summation order); ``bf16`` True/False/"auto" (a timed
+    probe decides, once per process); ``tile_size`` 1536 covers a 1024² image (or a
+    1208² rescaled one) in one pass, larger images are tiled to bound memory.
+    """
 
     def __init__(self, name: str, net, provenance: dict, *, device: str = "auto", threshold: float = 0.3,
-                 min_distance_px: int = 2, tile_size: int = 1024, overlap_px: int = 64,
-                 normalize_window_px: int | None = None, bf16: bool = False, refine: bool = False):
+                 min_distance_px: int = 2, tile_size: int = 1536, overlap_px: int = 64,
+                 normalize_window_px: int | None = None, contrast: str = "bright", fast: bool = True,
+                 bf16: bool | str = False, refine: bool = False):
         import torch
+
+        from ..core.contrast import check_contrast
+        from ._fast import fold_batchnorm, resolve_bf16
 
         self.name = name
         self.device = resolve_device(device)
-        self.net = net.to(self.device).eval()
+        self.fast = bool(fast)
+        net = net.to(self.device).eval()
+        if self.fast:
+            net = fold_batchnorm(net).to(memory_format=torch.channels_last)
+        self.net = net
+        self.bf16 = resolve_bf16(bf16, self.device)
         self.provenance = dict(provenance)
         if not np.isfinite(threshold):
             raise ValueError(f"threshold for model {name!r} must be a finite number, not {threshold!r}")
         self.threshold = float(threshold)
-        self.bf16 = bool(bf16)
         self.refine = bool(refine)
         self.min_distance_px = int(min_distance_px)
         self.tile_size = int(tile_size)
         self.overlap_px = int(overlap_px)
         self.normalize_window_px = int(normalize_window_px) if normalize_window_px else None
+        # "bright" by default: SamplingAwareLocator decides the polarity before rescaling
+        self.contrast = check_contrast(contrast)
         self._torch = torch
+
+    def _bright(self, image, contrast: str | None) -> tuple[np.ndarray, dict]:
+        from ..core.contrast import check_contrast
+        from ..core.io import as_image_2d
+
+        image = as_image_2d(image, name="image")
+        contrast = self.contrast if contrast is None else check_contrast(contrast)
+        sep = _estimate_separation_px(image) if contrast == "auto" else None
+        return apply_contrast(image, contrast, sep)
 
     def _forward(self, x: np.ndarray, window=None) -> np.ndarray:
         """(h, w) -> (1, h, w) heatmap; h and w multiples of the network's downsampling."""
         torch = self._torch
         with torch.inference_mode(), autocast_context(self.device, self.bf16):
             t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None].to(self.device)
+            if self.fast:
+                t = t.contiguous(memory_format=torch.channels_last)
             return torch.sigmoid(self.net(t).float())[0].cpu().numpy()
 
     @reuse_freed_memory()
-    def predict_map(self, image, *, progress=None, cancelled=None) -> np.ndarray:
-        from ..core.io import as_image_2d
-
-        x = standardize(as_image_2d(image, name="image"), self.normalize_window_px)
+    def predict_map(self, image, *, contrast: str | None = None, progress=None, cancelled=None) -> np.ndarray:
+        """Heatmap of column centres; ``contrast`` None: the locator's own."""
+        x = standardize(self._bright(image, contrast)[0], self.normalize_window_px)
         h, w = x.shape
         d = self.net.downsampling
         ph, pw = (-h) % d, (-w) % d
@@ -327,19 +429,20 @@ class AtomBenchLocator:
         y = tiled_forward(self._forward, xp, self.tile_size, self.overlap_px, d, progress=progress, cancelled=cancelled)
         return y[0, :h, :w]
 
-    def locate(self, image, pixel_size_A=None, *, progress=None, cancelled=None) -> LocateResult:
-        from ..core.io import as_image_2d
-
+    def locate(self, image, pixel_size_A=None, *, contrast: str | None = None, progress=None,
+               cancelled=None) -> LocateResult:
         t0 = time.perf_counter()
-        image = as_image_2d(image, name="image")
-        prob = self.predict_map(image, progress=progress, cancelled=cancelled)
+        image, contrast_meta = self._bright(image, contrast)
+        prob = self.predict_map(image, contrast="bright", progress=progress, cancelled=cancelled)
         positions = heatmap_peaks(prob, self.threshold, self.min_distance_px)
         meta = {
             "model": self.name,
             "family": "atombench",
             "device": str(self.device),
             "threshold": self.threshold,
+            "fast": self.fast,
             "bf16": self.bf16,
+            **contrast_meta,
             **self.provenance,
         }
         positions = refine_if_asked(image, positions, meta, self.refine)
@@ -351,7 +454,7 @@ class AtomBenchLocator:
 
 #: options of :class:`AtomBenchLocator` (plus ``edge_px`` and ``rescale``, applied by the wrapper)
 ATOMBENCH_OPTIONS = ("threshold", "min_distance_px", "tile_size", "overlap_px", "normalize_window_px", "bf16",
-                     "refine")
+                     "refine", "fast", "contrast")
 
 
 def card_options(record: dict[str, Any]) -> dict[str, Any]:
@@ -403,12 +506,15 @@ def atombench_locator(spec: ModelSpec, weights=None, *, device: str = "auto", fi
     merged = {**defaults, **options}
     edge_px = float(merged.pop("edge_px", -0.5))
     rescale = merged.pop("rescale", 1.0)
+    # the polarity is decided on the input image, before resampling (by the wrapper)
+    contrast = merged.pop("contrast", None)
     inner = AtomBenchLocator(spec.name, net, provenance, device=device, **merged)
     if not sampling_aware:
-        # no sampling rule; the wrapper still applies an explicit rescale or edge rule
-        if check_rescale(rescale, spec.name) == 1.0 and "edge_px" not in options:
+        # no sampling rule; the wrapper still applies an explicit rescale, edge rule or polarity
+        if check_rescale(rescale, spec.name) == 1.0 and "edge_px" not in options and contrast is None:
             return inner
-        return SamplingAwareLocator(inner, None, None, rescale=rescale,
-                                    edge_px=float(options.get("edge_px", -0.5)))
+        return SamplingAwareLocator(inner, None, None, rescale=rescale, edge_px=float(options.get("edge_px", -0.5)),
+                                    contrast=contrast or "bright")
     pixel_size_A, separation_px = trained_sampling(spec, weights)
-    return SamplingAwareLocator(inner, pixel_size_A, separation_px, edge_px=edge_px, rescale=rescale)
+    return SamplingAwareLocator(inner, pixel_size_A, separation_px, edge_px=edge_px, rescale=rescale,
+                                contrast=contrast or "auto")

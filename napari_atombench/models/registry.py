@@ -470,8 +470,11 @@ def get_locator(
         that records none.
     **options
         Pipeline options overriding the spec's: :data:`COMMON_OPTIONS` and the
-        family's own (``threshold``, ``edge_px``, ...). Each is applied; an option
-        the model cannot apply raises ``ValueError`` naming it and the model.
+        family's own (``threshold``, ``edge_px``, ...) and ``contrast`` ("auto",
+        "bright", "dark": the column polarity, decided on the input image; our
+        models default to "auto", the published ones to their own bright-column
+        input). Each is applied; an option the model cannot apply raises
+        ``ValueError`` naming it and the model.
 
     Returns
     -------
@@ -486,6 +489,8 @@ def get_locator(
 
         return atombench_locator(spec, weights, device=device, fidelity=fidelity, download=download,
                                  sampling_aware=wrap, **options)
+    # the polarity is decided on the input image and applied before the family's own pipeline
+    contrast = options.pop("contrast", None)
     net, provenance = load_network(spec, weights, download=download)
     merged = {**spec.options, **options}
     if spec.family == "atomnet":
@@ -493,13 +498,15 @@ def get_locator(
     else:
         from .atomsegnet import AtomSegNetLocator as cls
     locator = cls(spec, net, provenance, device=device, fidelity=fidelity, **merged)
-    if not wrap:
+    if not wrap and contrast is None:
         return locator
     from .ours import SamplingAwareLocator
 
+    if not wrap:  # no sampling rule: the wrapper only mirrors dark columns
+        return SamplingAwareLocator(locator, None, None, contrast=contrast)
     # the family keeps its own edge rule (edge_px) and rescale option inside
     pixel_size_A, separation_px = trained_sampling(spec, weights)
-    return SamplingAwareLocator(locator, pixel_size_A, separation_px)
+    return SamplingAwareLocator(locator, pixel_size_A, separation_px, contrast=contrast or "auto")
 
 
 def trained_sampling(spec: ModelSpec, weights: str | os.PathLike | None = None) -> tuple[float, float]:

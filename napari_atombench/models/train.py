@@ -77,7 +77,17 @@ class TrainConfig:
     #: column separation (beyond that two columns merge into one blob: no image shows
     #: them apart); None: uniform 60–125 pm, uncapped (the recipe of the first weights)
     resolution_pm: tuple[float, float] | None = None
+    #: add the v3 modality scenes (:data:`MODALITY_KINDS`) and image-processing
+    #: artefacts (JPEG, low-pass, row offsets); False: the v2 recipe
+    modalities: bool = False
+    #: processes generating the pool; with ``modalities`` the pool is made of
+    #: :data:`POOL_CHUNK` scene chunks seeded from ``seed`` and the chunk index, so
+    #: it is the same for any number of workers
+    pool_workers: int = 1
 
+
+#: scenes per independently seeded chunk of a v3 (``modalities``) pool
+POOL_CHUNK = 250
 
 #: columns closer than this many probe FWHMs are not resolvable (Sparrow-like limit
 #: for two equal Gaussians is 0.85 FWHM; 1/1.1 leaves a small margin of merged pairs)
@@ -163,6 +173,74 @@ def random_scene_kwargs(rng: np.random.Generator, crop_px: int, pixel_size_A: fl
     return kw
 
 
+#: v3 modality scenes and their share of the pool (the rest: the v2 kinds). Label
+#: policy (docs/models.md): a column is labelled when its contrast weight in that
+#: modality is >= 0.1 of the brightest column's (``label_min_weight``), so
+#: - ``abf``: dark columns, weight ∝ Z^0.4–1.0 — O, N, C columns are labelled;
+#:   the image is mirrored to bright columns as ``contrast="dark"`` inference does;
+#: - ``idpc``: bright columns, weight ∝ Z^0.3–0.8 — light columns (O) are labelled;
+#: - ``light_lowdose``: graphene / hBN, 1–12 counts at a column — every atom;
+#: - ``nanoparticle``: an fcc [100] particle on vacuum, broad touching columns — every
+#:   column whose centre is inside the particle;
+#: - ``thick_support``: single heavy atoms on a thick amorphous support with a
+#:   thickness gradient and probes up to 400 pm — every heavy atom.
+MODALITY_KINDS = {"abf": 0.12, "idpc": 0.1, "light_lowdose": 0.08, "nanoparticle": 0.07, "thick_support": 0.06}
+
+HBN = sim.Crystal(
+    name="hBN monolayer",
+    cell_A=((2.50, 0.0), (-1.25, 2.50 * np.sqrt(3.0) / 2.0)),
+    basis=((0.0, 0.0, "B"), (1.0 / 3.0, 2.0 / 3.0, "N")),
+    column_atoms={"B": (5,), "N": (7,)},
+)
+
+
+def _fcc_100(rng: np.random.Generator) -> sim.Crystal:
+    a = rng.uniform(3.6, 4.2)  # Cu ... Au/Pt
+    z = int(rng.choice([78, 79, 46, 47, 29]))
+    return sim.Crystal(name="fcc [100]", cell_A=((a, 0.0), (0.0, a)), basis=((0.0, 0.0, "M"), (0.5, 0.5, "M")),
+                       column_atoms={"M": (z, z)})
+
+
+def modality_scene_kwargs(kind: str, kw: dict, rng: np.random.Generator) -> dict:
+    """Turn v2 scene keywords ``kw`` into a scene of modality ``kind`` (see :data:`MODALITY_KINDS`)."""
+    scene_keys = ("crystal", "boundary", "boundary_rotation_deg", "boundary_crystal", "boundary_col",
+                  "adatoms_per_nm2", "adatom_z")
+    kw = {k: v for k, v in kw.items() if k not in scene_keys}
+    if kind == "abf":
+        kw.update(mode="abf", z_exponent=rng.uniform(0.4, 1.0), background=rng.uniform(0.3, 1.0),
+                  crystal=_perovskite(rng) if rng.random() < 0.5 else str(rng.choice(["srtio3_110", "ws2", "si_110"])))
+    elif kind == "idpc":
+        kw.update(z_exponent=rng.uniform(0.3, 0.8),
+                  crystal=_perovskite(rng) if rng.random() < 0.6 else str(rng.choice(["srtio3_110", "ws2"])))
+    elif kind == "light_lowdose":
+        counts = rng.uniform(1.0, 12.0)
+        px = kw["pixel_size_pm"] / 100.0
+        kw.update(crystal=HBN if rng.random() < 0.5 else "graphene", dose_e_per_A2=counts / px**2,
+                  read_noise=0.0, background=rng.uniform(0.0, 0.3), z_exponent=1.7)
+    elif kind == "nanoparticle":
+        kw.update(crystal=_fcc_100(rng), background=rng.uniform(0.0, 0.1), amorphous=rng.uniform(0.0, 0.15),
+                  vacancy_fraction=0.0, substitution_fraction=0.0)
+    elif kind == "thick_support":
+        kw.update(crystal=None, adatoms_per_nm2=rng.uniform(0.3, 3.0), adatom_z=int(rng.choice([78, 79, 77, 74])),
+                  amorphous=rng.uniform(0.5, 1.5), background_gradient=rng.uniform(0.3, 1.0), z_exponent=1.7,
+                  resolution_pm=math.exp(rng.uniform(math.log(80), math.log(400))))
+    else:
+        raise ValueError(f"unknown modality {kind!r}; known: {', '.join(MODALITY_KINDS)}")
+    return kw
+
+
+def nanoparticle_mask(shape: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A particle on vacuum: (soft mask for the image, hard mask for the labels), an
+    ellipse covering 30-80 % of the crop."""
+    rows, cols = np.mgrid[: shape[0], : shape[1]].astype(np.float64)
+    centre = np.array(shape) * rng.uniform(0.3, 0.7, 2)
+    radii = np.array(shape) * rng.uniform(0.25, 0.45, 2)
+    d = np.hypot((rows - centre[0]) / radii[0], (cols - centre[1]) / radii[1])
+    from scipy.ndimage import gaussian_filter
+
+    return gaussian_filter((d <= 1).astype(np.float32), 1.0), d <= 1
+
+
 def make_target(positions_rc: np.ndarray, shape: tuple[int, int], kind: str, size_px: float) -> np.ndarray:
     """Training target: Gaussian blobs (``gauss``, σ = size) or binary disks (``disk``, radius = size)."""
     if kind == "gauss":
@@ -196,7 +274,7 @@ def resolvable_resolution_pm(positions_rc: np.ndarray, pixel_size_A: float, reso
 
 def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
               pixel_size_A: float = TRAINED_PIXEL_SIZE_A, native_pixel_size_A: tuple[float, float] | None = None,
-              resolution_pm: tuple[float, float] | None = None,
+              resolution_pm: tuple[float, float] | None = None, modalities: bool = False,
               progress: Callable[[int, int], None] | None = None):
     """``n`` random scenes: images (n, crop, crop) float32, targets (n, crop, crop)
     float16, nearest-neighbour separations (px) of their labelled columns.
@@ -206,8 +284,12 @@ def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
     With ``resolution_pm`` the probe FWHM is drawn log-uniformly in that range and a
     scene whose labelled columns it would merge is simulated again with the FWHM capped
     at :data:`RESOLVABLE_SEPARATION_FWHM` × their closest separation (5th percentile).
+    With ``modalities`` a share of the scenes are :data:`MODALITY_KINDS`.
     """
     from .ours import positions_to_frame, resample
+
+    names = list(MODALITY_KINDS)
+    shares = np.array([MODALITY_KINDS[k] for k in names])
 
     rng = np.random.default_rng(seed)
     images = np.zeros((n, crop_px, crop_px), np.float32)
@@ -215,15 +297,20 @@ def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
     separations = []
     for k in range(n):
         kwargs = random_scene_kwargs(rng, crop_px, pixel_size_A, native_pixel_size_A, resolution_pm)
+        modality = None
+        if modalities and rng.random() < shares.sum():
+            modality = str(rng.choice(names, p=shares / shares.sum()))
+            kwargs = modality_scene_kwargs(modality, kwargs, rng)
         s = sim.simulate(**kwargs)
         if resolution_pm is not None:
             capped = resolvable_resolution_pm(s.positions_rc, s.pixel_size_A, kwargs["resolution_pm"], resolution_pm[0])
             if capped < kwargs["resolution_pm"]:
                 s = sim.simulate(**{**kwargs, "resolution_pm": capped})
-        image, positions = s.image, s.positions_rc
+        image, positions = _modality_image(s, modality, rng)
         if image.shape != (crop_px, crop_px):
+            native_shape = image.shape
             image = resample(image, (crop_px, crop_px))
-            positions = positions_to_frame(positions, s.image.shape, image.shape)
+            positions = positions_to_frame(positions, native_shape, image.shape)
         images[k] = image
         targets[k] = make_target(positions, image.shape, target, target_px)
         if len(positions) > 2:
@@ -231,6 +318,68 @@ def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
         if progress is not None and (k + 1) % 50 == 0:
             progress(k + 1, n)
     return images, targets, np.array(separations)
+
+
+def _modality_image(s, modality: str | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The image the network is shown and its labels, for a scene of ``modality``."""
+    image, positions = s.image.astype(np.float32), s.positions_rc
+    if modality == "abf":
+        from ..core.contrast import to_bright
+
+        image = to_bright(image, "dark")  # as contrast="dark"/"auto" inference does
+    elif modality == "nanoparticle":
+        from scipy.ndimage import gaussian_filter
+
+        soft, hard = nanoparticle_mask(image.shape, rng)
+        noise = float(np.std(image - gaussian_filter(image, 1.0)))
+        vacuum = float(np.percentile(image, 1)) + rng.normal(0.0, 0.7 * noise + 1e-6, image.shape)
+        image = (soft * image + (1.0 - soft) * vacuum).astype(np.float32)
+        idx = np.clip(np.round(positions).astype(int), 0, np.array(image.shape) - 1)
+        positions = positions[hard[idx[:, 0], idx[:, 1]]] if len(positions) else positions
+    return image, positions
+
+
+def processing_artefacts(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """JPEG compression, Wiener-like low-pass and scan-row offsets, each on a share of images."""
+    if rng.random() < 0.12:
+        import io
+
+        from PIL import Image
+
+        lo, hi = float(img.min()), float(img.max())
+        img8 = np.clip((img - lo) / max(hi - lo, 1e-6) * 255.0, 0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(img8).save(buf, format="JPEG", quality=int(rng.integers(20, 90)))
+        img = np.asarray(Image.open(buf), dtype=np.float32)
+    if rng.random() < 0.12:
+        from scipy.ndimage import gaussian_filter
+
+        img = gaussian_filter(img, rng.uniform(0.5, 1.5))
+    if rng.random() < 0.12:
+        img = img + rng.normal(0.0, rng.uniform(0.02, 0.1) * float(img.std()), (img.shape[0], 1))
+    return img.astype(np.float32)
+
+
+def _pool_chunk(args: tuple) -> tuple:
+    n, crop_px, seed, kwargs = args
+    return make_pool(n, crop_px, seed=seed, **kwargs)
+
+
+def make_pool_chunked(n: int, crop_px: int, *, seed: int, workers: int = 1,
+                      **kwargs):
+    """:func:`make_pool` in chunks of :data:`POOL_CHUNK` scenes, chunk ``k`` seeded
+    ``(seed, k)``, generated by ``workers`` processes (same pool for any ``workers``)."""
+    sizes = [min(POOL_CHUNK, n - start) for start in range(0, n, POOL_CHUNK)]
+    seeds = [int(np.random.SeedSequence([seed, k]).generate_state(1)[0]) for k in range(len(sizes))]
+    jobs = [(size, crop_px, chunk_seed, kwargs) for size, chunk_seed in zip(sizes, seeds)]
+    if workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(int(workers)) as pool:
+            parts = pool.map(_pool_chunk, jobs)
+    else:
+        parts = [_pool_chunk(job) for job in jobs]
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 
 
 # --------------------------------------------------------------------- normalisation
@@ -250,8 +399,9 @@ def normalise(batch: np.ndarray, mode: str) -> np.ndarray:
     raise ValueError(f"unknown normalisation {mode!r}")
 
 
-def augment(images: np.ndarray, targets: np.ndarray, rng: np.random.Generator):
-    """Flips and 90° rotations (both), gamma, extra Gaussian noise, 8-bit quantisation (image)."""
+def augment(images: np.ndarray, targets: np.ndarray, rng: np.random.Generator, artefacts: bool = False):
+    """Flips and 90° rotations (both), gamma, extra Gaussian noise, 8-bit quantisation (image);
+    with ``artefacts`` also :func:`processing_artefacts` (before quantisation)."""
     out_i, out_t = [], []
     for img, tgt in zip(images, targets):
         k = int(rng.integers(4))
@@ -265,6 +415,8 @@ def augment(images: np.ndarray, targets: np.ndarray, rng: np.random.Generator):
             img = lo + span * ((img - lo) / span) ** rng.uniform(0.7, 1.4)
         if rng.random() < 0.2:
             img = img + rng.normal(0, rng.uniform(0.01, 0.08) * span, img.shape)
+        if artefacts:
+            img = processing_artefacts(img, rng)
         if rng.random() < 0.3:
             lo, hi = float(img.min()), float(img.max())
             img = np.floor((img - lo) / max(hi - lo, 1e-6) * 255.0)
@@ -355,11 +507,13 @@ def train(
         rng.bit_generator.state = json.loads(ckpt["rng_state"])
         log(f"resumed from {resume} at step {step}")
     t_pool = time.perf_counter()
-    images, targets, seps = make_pool(
-        config.pool_size, config.crop_px, seed=config.seed, target=recipe["target"], target_px=recipe["target_px"],
-        pixel_size_A=config.trained_pixel_size_A, native_pixel_size_A=config.native_pixel_size_A,
-        resolution_pm=config.resolution_pm,
-    )
+    pool_kwargs = dict(target=recipe["target"], target_px=recipe["target_px"], pixel_size_A=config.trained_pixel_size_A,
+                       native_pixel_size_A=config.native_pixel_size_A, resolution_pm=config.resolution_pm)
+    if config.modalities:
+        images, targets, seps = make_pool_chunked(config.pool_size, config.crop_px, seed=config.seed,
+                                                  workers=config.pool_workers, modalities=True, **pool_kwargs)
+    else:
+        images, targets, seps = make_pool(config.pool_size, config.crop_px, seed=config.seed, **pool_kwargs)
     log(f"pool: {config.pool_size} scenes of {config.crop_px}² in {time.perf_counter() - t_pool:.1f} s")
     net.train()
     loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
@@ -394,7 +548,7 @@ def train(
         for group in opt.param_groups:
             group["lr"] = learning_rate(config.lr, progress)
         idx = rng.integers(0, len(images), config.batch_size)
-        xb, yb = augment(images[idx], targets[idx], rng)
+        xb, yb = augment(images[idx], targets[idx], rng, artefacts=config.modalities)
         x = torch.from_numpy(normalise(xb, recipe["norm"]))[:, None].to(device)
         y = torch.from_numpy(yb)[:, None].to(device)
         logits = _logits(net, x)

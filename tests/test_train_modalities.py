@@ -1,0 +1,89 @@
+"""The v3 training recipe: modality scenes, their labels and processing artefacts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_atombench.core import simulate as sim
+from napari_atombench.core.contrast import estimate_polarity
+from napari_atombench.core.peaks import estimate_separation
+from napari_atombench.models import train as tr
+
+
+def _scene(kind, seed=0):
+    rng = np.random.default_rng(seed)
+    kw = tr.modality_scene_kwargs(kind, tr.random_scene_kwargs(rng, 128, 0.2, None, (60.0, 200.0)), rng)
+    s = sim.simulate(**kw)
+    return kw, s, tr._modality_image(s, kind, rng)
+
+
+def test_abf_scenes_are_shown_bright_and_label_light_columns():
+    for seed in range(4):
+        kw, s, (image, positions) = _scene("abf", seed)
+        assert kw["mode"] == "abf" and kw["z_exponent"] <= 1.0
+        # shown to the network mirrored in its range, as contrast="dark" inference does
+        raw = s.image.astype(np.float32)
+        np.testing.assert_allclose(image, raw.max() + raw.min() - raw, rtol=1e-6, atol=1e-6 * float(raw.max()))
+        np.testing.assert_array_equal(positions, s.positions_rc)
+    # the policy: with Z^<=1 weights, O columns (Z=8) are labelled in a SrTiO3-like lattice
+    clean = sim.simulate("srtio3_100", shape=96, pixel_size_pm=15, mode="abf", z_exponent=0.7, seed=0).image
+    assert estimate_polarity(clean, estimate_separation(clean)).contrast == "dark"
+    light = sim.simulate("srtio3_100", shape=96, pixel_size_pm=15, mode="abf", z_exponent=0.7, seed=0)
+    heavy = sim.simulate("srtio3_100", shape=96, pixel_size_pm=15, mode="haadf", z_exponent=1.7, seed=0)
+    assert len(light.positions_rc) > len(heavy.positions_rc)
+
+
+def test_nanoparticle_labels_only_the_particle():
+    for seed in range(3):
+        _, s, (image, positions) = _scene("nanoparticle", seed)
+        assert 0 < len(positions) < len(s.positions_rc)
+        outside = np.ones(image.shape, bool)
+        idx = np.round(positions).astype(int).clip(0, np.array(image.shape) - 1)
+        outside[idx[:, 0], idx[:, 1]] = False
+        # vacuum around the particle is dimmer than the labelled columns
+        assert np.median(image[idx[:, 0], idx[:, 1]]) > np.median(image[outside])
+
+
+def test_thick_support_and_light_lowdose_recipes():
+    kw, s, _ = _scene("thick_support", 1)
+    assert kw["crystal"] is None and kw["amorphous"] >= 0.5 and 80 <= kw["resolution_pm"] <= 400
+    kw, s, _ = _scene("light_lowdose", 2)
+    px = kw["pixel_size_pm"] / 100
+    assert kw["dose_e_per_A2"] * px**2 <= 12.0
+    assert kw["crystal"] is tr.HBN or kw["crystal"] == "graphene"
+    with pytest.raises(ValueError, match="unknown modality"):
+        tr.modality_scene_kwargs("cryo", {}, np.random.default_rng(0))
+
+
+def test_processing_artefacts_change_the_image_but_not_its_shape():
+    rng = np.random.default_rng(0)
+    img = sim.simulate("ws2", shape=64, pixel_size_pm=20, seed=0).image.astype(np.float32)
+    changed = [not np.array_equal(tr.processing_artefacts(img, rng), img) for _ in range(40)]
+    assert any(changed) and not all(changed)  # each artefact on a share of the images
+    out, tgt = tr.augment(img[None], np.zeros((1, 64, 64), np.float32), rng, artefacts=True)
+    assert out.shape == (1, 64, 64) and np.isfinite(out).all()
+
+
+def test_chunked_pool_is_the_same_for_any_number_of_workers():
+    kw = dict(target="gauss", target_px=1.2, modalities=True, resolution_pm=(60.0, 200.0))
+    one = tr.make_pool_chunked(tr.POOL_CHUNK + 3, 32, seed=5, workers=1, **kw)
+    assert one[0].shape == (tr.POOL_CHUNK + 3, 32, 32) and np.isfinite(one[0]).all()
+    again = tr.make_pool_chunked(tr.POOL_CHUNK + 3, 32, seed=5, workers=1, **kw)
+    np.testing.assert_array_equal(one[0], again[0])
+    other = tr.make_pool_chunked(8, 32, seed=6, workers=1, **kw)
+    assert not np.array_equal(one[0][:8], other[0])
+
+
+def test_quick_modalities_training_runs(tmp_path):
+    pytest.importorskip("torch")
+    from napari_atombench.cli import main
+
+    out = tmp_path / "v3.pt"
+    assert main(["train", "atombench_unet", "--quick", "--modalities", "--device", "cpu", "--out", str(out)]) == 0
+    import json
+
+    import torch
+
+    ckpt = torch.load(out, map_location="cpu", weights_only=True)
+    assert json.loads(ckpt["config"])["modalities"] is True
