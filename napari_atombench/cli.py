@@ -478,16 +478,18 @@ def _add_finetune(subparsers) -> None:
     )
     parser.add_argument("image", type=Path)
     parser.add_argument("labels", type=Path, help="positions CSV (x_px,y_px) of every column in the region")
-    parser.add_argument("--out", type=Path, required=True, help="adapted weights file (.pt)")
-    parser.add_argument("--model", default="atombench", help="model to start from (atombench family)")
+    parser.add_argument("--out", type=output_file, required=True, help="adapted weights file (.pt)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model to start from (atombench family; default {DEFAULT_MODEL})")
     parser.add_argument("--weights", type=Path, help="start from this checkpoint instead (e.g. an adapted .pt)")
-    parser.add_argument("--region", type=float, nargs=4, metavar=("R0", "C0", "R1", "C1"),
+    parser.add_argument("--region", type=non_negative, nargs=4, metavar=("R0", "C0", "R1", "C1"),
                         help="labelled box in pixels, end exclusive (default: the labels' bounding box)")
-    parser.add_argument("--steps", type=int, default=300, help="most training steps (default 300)")
-    parser.add_argument("--pixel-size-A", dest="pixel_size_A", type=float, help="override the file's pixel size (Å/px)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, help="torch CPU threads while training")
-    parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
+    parser.add_argument("--steps", type=integer(1), default=300, help="most training steps (default 300)")
+    parser.add_argument("--pixel-size-A", dest="pixel_size_A", type=pixel_size_A, help="override the file's pixel size (Å/px)")
+    parser.add_argument("--contrast", choices=("auto", "bright", "dark"), default="auto",
+                        help="column polarity rule, kept in the adapted model's card (default auto)")
+    parser.add_argument("--seed", type=integer(0), default=0)
+    parser.add_argument("--threads", type=integer(1), help="torch CPU threads while training")
+    parser.add_argument("--device", type=device_name, default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
     parser.set_defaults(func=_run_finetune)
 
 
@@ -506,7 +508,10 @@ def _run_finetune(args) -> int:
             last[0] = done * 10 // total
             print(f"step {done}/{total}", flush=True)
 
-    result = finetune(args.model, image, labels, region=args.region, steps=args.steps,
+    from .models.registry import get_locator
+
+    base = get_locator(args.model, weights=args.weights, device=args.device, contrast=args.contrast)
+    result = finetune(base, image, labels, region=args.region, steps=args.steps,
                       pixel_size_A=args.pixel_size_A or pixel_size_A, weights=args.weights,
                       image_name=args.image.name, seed=args.seed, device=args.device, threads=args.threads,
                       progress=progress)
@@ -527,10 +532,12 @@ def _add_classify(subparsers) -> None:
     )
     parser.add_argument("image", type=Path)
     parser.add_argument("positions", type=Path, help="positions CSV (x_px,y_px)")
-    parser.add_argument("--out", type=Path, required=True, help="output CSV with a 'class' column")
+    parser.add_argument("--out", type=output_file, required=True, help="output CSV with a 'class' column")
     parser.add_argument("--n-classes", default="auto", help="number of classes or 'auto' (BIC; default)")
     parser.add_argument("--feature", choices=["integrated_intensity", "peak", "sigma"], default="integrated_intensity")
-    parser.add_argument("--max-classes", type=int, default=5, help="largest class count 'auto' tries")
+    parser.add_argument("--max-classes", type=integer(1), default=5, help="largest class count 'auto' tries")
+    parser.add_argument("--contrast", choices=("auto", "bright", "dark"), default="auto",
+                        help="column polarity (dark: ABF/BF, mirrored before measuring; default auto)")
     parser.set_defaults(func=_run_classify)
 
 
@@ -546,13 +553,15 @@ def _run_classify(args) -> int:
             raise UserError(f"--n-classes must be an integer or 'auto'; got {args.n_classes!r}") from None
     image, pixel_size_A, _ = read_image(args.image)
     table = read_positions(args.positions)
-    result = classify_columns(image, table.positions_rc, n_classes, args.feature, max_classes=args.max_classes)
+    result = classify_columns(image, table.positions_rc, n_classes, args.feature, max_classes=args.max_classes,
+                              contrast=args.contrast)
     write_positions(args.out, table.positions_rc, pixel_size_A=pixel_size_A or table.pixel_size_A,
                     features={"class": result.classes})
     for k in range(result.n_classes):
         print(f"class {k}: {result.counts[k]} columns, mean {args.feature} {result.means[k, 0]:.4g} "
               f"± {result.stds[k, 0]:.3g}")
-    print(f"{result.n_classes} classes ({'BIC' if args.n_classes == 'auto' else 'given'}); written to {args.out}")
+    print(f"{result.n_classes} classes ({'BIC' if args.n_classes == 'auto' else 'given'}, "
+          f"{result.contrast_used} columns); written to {args.out}")
     return 0
 
 

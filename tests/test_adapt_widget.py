@@ -65,10 +65,10 @@ def test_label_region_adapt_run_compare_and_split(make_napari_viewer, qtbot, mon
     assert "sto labels class 0" in viewer.layers and "sto labels class 1" in viewer.layers
     assert sorted(compare.results) == [f"{name} class 0", f"{name} class 1"]
     assert list(compare.table["labels"]) == ["sto labels class 0", "sto labels class 1"]
-    # inverted contrast: the darker class 0 is the heavy Sr sublattice
+    # dark columns are mirrored to bright before measuring: the brighter class 1 is the heavy Sr sublattice
     sr = s.positions_rc[s.species == "Sr"]
-    truth0 = np.asarray(viewer.layers["sto labels class 0"].data)
-    assert len(truth0) == len(sr)
+    truth1 = np.asarray(viewer.layers["sto labels class 1"].data)
+    assert len(truth1) == len(sr)
     for layer in added:
         assert compare.results[layer.name].score.f1 >= 0.9
         assert compare.results[layer.name].score.n_truth == len(viewer.layers[layer.metadata["truth_layer"]].data)

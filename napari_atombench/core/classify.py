@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .contrast import check_contrast, estimate_polarity, to_bright
 from .match import nearest_neighbour_distances_px
 
 FEATURES = ("integrated_intensity", "peak", "sigma")
@@ -43,6 +44,8 @@ class ClassifyResult:
     bic : dict of int -> float
         BIC of every class count tried.
     aperture_radius_px : float or None
+    contrast_used : {"bright", "dark"}
+        The polarity the image was read with (dark: mirrored to bright first).
     """
 
     classes: np.ndarray
@@ -54,6 +57,7 @@ class ClassifyResult:
     counts: np.ndarray
     bic: dict = field(default_factory=dict)
     aperture_radius_px: float | None = None
+    contrast_used: str = "bright"
 
 
 # ------------------------------------------------------------------------- features
@@ -185,13 +189,14 @@ def _interior(positions: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def classify_columns(image, positions_rc, n_classes: int | str = "auto", feature: str = "integrated_intensity", *,
-                     max_classes: int = 5, aperture_radius_px: float | None = None, seed: int = 0) -> ClassifyResult:
+                     max_classes: int = 5, aperture_radius_px: float | None = None, contrast: str = "auto",
+                     seed: int = 0) -> ClassifyResult:
     """Sort columns into classes (sublattices / species) by a Gaussian mixture of a feature.
 
     Parameters
     ----------
     image : array_like, shape (H, W)
-        Bright-column image (HAADF-like; invert a bright-field image first).
+        The image the columns were found in.
     positions_rc : array_like, shape (N, 2)
         Column centres (row, col) in pixels.
     n_classes : int or "auto"
@@ -201,6 +206,10 @@ def classify_columns(image, positions_rc, n_classes: int | str = "auto", feature
         Largest count tried by ``"auto"``.
     aperture_radius_px : float, optional
         Aperture radius for ``integrated_intensity`` (default 0.4 × median nearest-column distance).
+    contrast : {"auto", "bright", "dark"}
+        Column polarity. Features are measured on bright columns, so a dark-column
+        (ABF/BF) image is mirrored in its range first; "auto" decides from the
+        image at the columns' own spacing (:func:`~.contrast.estimate_polarity`).
     seed : int
         Seed of the mixture fit's starts.
 
@@ -216,6 +225,10 @@ def classify_columns(image, positions_rc, n_classes: int | str = "auto", feature
         raise ValueError(f"image must be 2-D; got shape {image.shape}")
     if n_classes != "auto" and (isinstance(n_classes, str) or int(n_classes) < 1):
         raise ValueError(f"n_classes must be 'auto' or an integer >= 1; got {n_classes!r}")
+    contrast = check_contrast(contrast)
+    if contrast == "auto":
+        contrast = estimate_polarity(image, float(np.median(nearest_neighbour_distances_px(positions)))).contrast
+    image = to_bright(image, contrast)
     features, radius = column_features(image, positions, feature, aperture_radius_px=aperture_radius_px)
     # standardised so the covariance floor and k-means++ see every feature alike
     scale = np.where(features.std(0) > 0, features.std(0), 1.0)
@@ -239,4 +252,5 @@ def classify_columns(image, positions_rc, n_classes: int | str = "auto", feature
     stds = np.array([features[classes == j].std(0) if np.any(classes == j) else np.full(features.shape[1], np.nan)
                      for j in range(k)])
     return ClassifyResult(classes=classes, n_classes=k, feature=feature, features=features, means=means, stds=stds,
-                          counts=np.bincount(classes, minlength=k), bic=bic, aperture_radius_px=radius)
+                          counts=np.bincount(classes, minlength=k), bic=bic, aperture_radius_px=radius,
+                          contrast_used=contrast)

@@ -242,7 +242,8 @@ def finetune(locator_or_spec="atombench", image=None, labels_rc=None, *, region=
     if not _inside(labels, box).any():
         raise ValueError(f"no label lies inside the region {box}")
 
-    _, scaled, zoom, how = base._rescaled(image, pixel_size_A)
+    # the base locator's polarity rule applies (auto: dark columns mirrored), as at inference
+    _, scaled, zoom, how, sampling_meta = base._rescaled(image, pixel_size_A)
     x = standardize(scaled, inner.normalize_window_px)
     labels_s = positions_to_frame(labels[_inside(labels, box)], image.shape, scaled.shape)
     ratio = np.array(scaled.shape * 2, float) / np.array(image.shape * 2, float)
@@ -267,7 +268,7 @@ def finetune(locator_or_spec="atombench", image=None, labels_rc=None, *, region=
                       batch_size=batch_size, lr=lr, eval_every=eval_every, patience=patience, seed=seed,
                       progress=progress, cancelled=cancelled, t0=t0, card_info=dict(
                           image_name=image_name, image=image, pixel_size_A=pixel_size_A, zoom=zoom, how=how,
-                          box=box, ratio=ratio, n_labels=int(_inside(labels, box).sum()), weights=weights))
+                          contrast=sampling_meta.get("contrast_used"), box=box, ratio=ratio, n_labels=int(_inside(labels, box).sum()), weights=weights))
     finally:
         torch.set_num_threads(threads_before)
 
@@ -283,7 +284,7 @@ def _train(base, x, target, loss_mask, labels_s, train_box, val_box, side, radiu
     inner = base.inner
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = copy.deepcopy(inner.net).to(inner.device)
+    net = copy.deepcopy(inner.source_net).to(inner.device)  # unfolded: BatchNorm trains, keys match the file
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
 
@@ -344,9 +345,9 @@ def _train(base, x, target, loss_mask, labels_s, train_box, val_box, side, radiu
         AtomBenchLocator(f"{inner.name} adapted", net, {**inner.provenance, "adapted": card}, device=str(inner.device),
                          threshold=inner.threshold, min_distance_px=inner.min_distance_px,
                          tile_size=inner.tile_size, overlap_px=inner.overlap_px,
-                         normalize_window_px=inner.normalize_window_px),
+                         normalize_window_px=inner.normalize_window_px, fast=inner.fast, bf16=inner.bf16),
         trained_pixel_size_A=base.trained_pixel_size_A, trained_separation_px=base.trained_separation_px,
-        max_side_px=base.max_side_px, edge_px=base.edge_px)
+        max_side_px=base.max_side_px, edge_px=base.edge_px, rescale=base.rescale, contrast=base.contrast)
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     return FineTuneResult(state_dict=state, card=card, locator=adapted, history=history)
 
@@ -367,6 +368,8 @@ def _make_card(base, info: dict, val_box, run: dict) -> dict:
         "pixel_size_A": info["pixel_size_A"],
         "sampling_zoom": float(info["zoom"]),
         "sampling_from": info["how"],
+        "contrast_used": info["contrast"],
+        "contrast": base.contrast,  # the polarity rule it was adapted under, applied again on reload
         "region_rc": [int(v) for v in info["box"]],
         "validation_region_rc": [int(round(v)) for v in np.array(val_box) / info["ratio"]],
         "n_labels": info["n_labels"],

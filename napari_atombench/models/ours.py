@@ -380,6 +380,8 @@ class AtomBenchLocator:
         self.device = resolve_device(device)
         self.fast = bool(fast)
         net = net.to(self.device).eval()
+        # the network as built (BatchNorm kept): what fine-tuning starts from and saves
+        self.source_net = net
         if self.fast:
             net = fold_batchnorm(net).to(memory_format=torch.channels_last)
         self.net = net
@@ -459,10 +461,13 @@ ATOMBENCH_OPTIONS = ("threshold", "min_distance_px", "tile_size", "overlap_px", 
 
 def card_options(record: dict[str, Any]) -> dict[str, Any]:
     """Pipeline options a weights card fixes: the standardisation window the weights were
-    trained with and the detection threshold selected for them."""
+    trained with, the detection threshold selected for them and (adapted weights) the
+    contrast rule they were adapted under."""
     options: dict[str, Any] = {"normalize_window_px": record.get("config", {}).get("normalize_window_px")}
     if "threshold" in record:
         options["threshold"] = float(record["threshold"])
+    if "contrast" in record:  # adapted weights: the polarity rule they were trained under
+        options["contrast"] = record["contrast"]
     return options
 
 
