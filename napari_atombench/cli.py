@@ -22,6 +22,7 @@ import math
 import pickle
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -257,13 +258,12 @@ def _add_score(subparsers) -> None:
 
 
 def _run_score(args) -> int:
-    from .core.io import read_positions
+    from .core.io import read_positions, resolve_pixel_size
     from .core.metrics import score_positions
 
     predicted, truth = read_positions(args.predicted), read_positions(args.truth)
-    pixel_size_A = next(
-        (p for p in (args.pixel_size_A, truth.pixel_size_A, predicted.pixel_size_A) if p is not None), None
-    )
+    pixel_size_A, _ = resolve_pixel_size(("--pixel-size-A", args.pixel_size_A), (str(args.truth), truth.pixel_size_A),
+                                         (str(args.predicted), predicted.pixel_size_A))
     score = score_positions(
         predicted.positions_rc,
         truth.positions_rc,
@@ -494,13 +494,16 @@ def _add_finetune(subparsers) -> None:
 
 
 def _run_finetune(args) -> int:
-    from .core.io import read_image, read_positions
+    from .core.io import read_image, read_positions, resolve_pixel_size
     from .models.finetune import finetune, save_adapted_weights
 
     if args.out.suffix not in (".pt", ".pth"):
         raise UserError(f"--out {args.out}: adapted weights must be a .pt or .pth file")
-    image, pixel_size_A, _ = read_image(args.image)
-    labels = read_positions(args.labels).positions_rc
+    image, image_px, _ = read_image(args.image)
+    labels_table = read_positions(args.labels)
+    labels = labels_table.positions_rc
+    pixel_size_A, _ = resolve_pixel_size(("--pixel-size-A", args.pixel_size_A), (str(args.image), image_px),
+                                         (str(args.labels), labels_table.pixel_size_A))
     last = [-1]
 
     def progress(done: int, total: int) -> None:
@@ -512,7 +515,7 @@ def _run_finetune(args) -> int:
 
     base = get_locator(args.model, weights=args.weights, device=args.device, contrast=args.contrast)
     result = finetune(base, image, labels, region=args.region, steps=args.steps,
-                      pixel_size_A=args.pixel_size_A or pixel_size_A, weights=args.weights,
+                      pixel_size_A=pixel_size_A, weights=args.weights,
                       image_name=args.image.name, seed=args.seed, device=args.device, threads=args.threads,
                       progress=progress)
     save_adapted_weights(result, args.out)
@@ -543,7 +546,7 @@ def _add_classify(subparsers) -> None:
 
 def _run_classify(args) -> int:
     from .core.classify import classify_columns
-    from .core.io import read_image, read_positions, write_positions
+    from .core.io import read_image, read_positions, resolve_pixel_size, write_positions
 
     n_classes = args.n_classes
     if n_classes != "auto":
@@ -551,11 +554,12 @@ def _run_classify(args) -> int:
             n_classes = int(n_classes)
         except ValueError:
             raise UserError(f"--n-classes must be an integer or 'auto'; got {args.n_classes!r}") from None
-    image, pixel_size_A, _ = read_image(args.image)
+    image, image_px, _ = read_image(args.image)
     table = read_positions(args.positions)
+    pixel_size_A, _ = resolve_pixel_size((str(args.image), image_px), (str(args.positions), table.pixel_size_A))
     result = classify_columns(image, table.positions_rc, n_classes, args.feature, max_classes=args.max_classes,
                               contrast=args.contrast)
-    write_positions(args.out, table.positions_rc, pixel_size_A=pixel_size_A or table.pixel_size_A,
+    write_positions(args.out, table.positions_rc, pixel_size_A=pixel_size_A,
                     features={"class": result.classes})
     for k in range(result.n_classes):
         print(f"class {k}: {result.counts[k]} columns, mean {args.feature} {result.means[k, 0]:.4g} "
@@ -606,6 +610,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if not args.debug:  # a reader's log line would make an error two lines; its error says it
         logging.getLogger("tifffile").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        if not args.debug:  # a warning is one line too, not Python's file:line + source listing
+            warnings.showwarning = lambda message, category, *_a, **_k: print(
+                f"atombench {args.command}: warning: {_one_line(message)}", file=sys.stderr)
+        return _dispatch(args)
+
+
+def _dispatch(args) -> int:
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:

@@ -93,6 +93,7 @@ __all__ = [
     "read_csv_rows",
     "read_image",
     "read_positions",
+    "resolve_pixel_size",
     "rgb_to_luminance",
     "write_positions",
 ]
@@ -300,6 +301,44 @@ def _plausible_pixel_size(pixel_size_A: float | None, source: str, metadata: dic
         return None
     metadata["pixel_size_source"] = source
     return float(pixel_size_A)
+
+
+#: pixel sizes from two sources that differ by more than this fraction are reported
+PIXEL_SIZE_DISAGREEMENT = 0.01
+
+
+def resolve_pixel_size(*sources: tuple[str, float | None]) -> tuple[float | None, str]:
+    """The one pixel-size rule: the first known value among ``sources`` wins.
+
+    Callers list their sources in the project's order of precedence: the
+    user's explicit value (``--pixel-size-A``, a dock's field), then the image
+    file, then the labels CSV, then a predictions CSV. Unknown values (None,
+    0, negative, NaN) are skipped. A known value that differs from the winner
+    by more than :data:`PIXEL_SIZE_DISAGREEMENT` is reported with a
+    ``UserWarning`` naming both sources, never silently ignored.
+
+    Parameters
+    ----------
+    *sources : (name, value) pairs
+        ``name`` says where ``value`` (Å/px, or None) came from.
+
+    Returns
+    -------
+    pixel_size_A : float or None
+        None when no source knows it.
+    source : str
+        The winning source's name ("" when none).
+    """
+    known = [(name, float(value)) for name, value in sources
+             if value is not None and math.isfinite(float(value)) and float(value) > 0]
+    if not known:
+        return None, ""
+    (winner, value), others = known[0], known[1:]
+    for name, other in others:
+        if abs(other - value) > PIXEL_SIZE_DISAGREEMENT * value:
+            warnings.warn(f"pixel size: {winner} says {value:.5g} Å/px but {name} says {other:.5g} Å/px; "
+                          f"using {winner}'s", UserWarning, stacklevel=2)
+    return value, winner
 
 
 # ----------------------------------------------------------------------------

@@ -129,6 +129,8 @@ class RefineResult:
                 "background": self.background,
                 "uncertainty_px": self.position_uncertainty_px,
                 "status": self.status.astype(object),
+                # why a column fell back or was rejected, so a user can see it in the layer and the CSV
+                "reason": self.reason.astype(object),
             }
         )
         return table

@@ -45,11 +45,11 @@ def add_locate(subparsers) -> None:
 def run_locate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..core.io import atomic_write_bytes, read_image, write_positions
+    from ..core.io import atomic_write_bytes, read_image, resolve_pixel_size, write_positions
     from .registry import get_locator
 
-    image, pixel_size_A, _ = read_image(args.image)
-    pixel_size_A = args.pixel_size_A or pixel_size_A
+    image, image_px, _ = read_image(args.image)
+    pixel_size_A, _ = resolve_pixel_size(("--pixel-size-A", args.pixel_size_A), (str(args.image), image_px))
     out = args.out or args.image.with_name(f"{args.image.stem}_{args.model}.csv")
     options = {"rescale": args.rescale, "refine": args.refine, "bf16": args.bf16}
     if args.tile_size is not None:
