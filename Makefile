@@ -39,7 +39,7 @@ test: setup system-deps
 # The model tests again on other oneDNN/ATen kernels (AVX2 instead of AVX-512/AMX):
 # fp32 sums come out in other orders, which catches tests that assume last bits.
 test-models-avx2: setup
-	ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 $(BIN)/python -m pytest tests/test_models_*.py
+	ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 $(BIN)/python -m pytest tests/test_models_*.py tests/test_finetune.py tests/test_contrast_sampling.py tests/test_train*.py
 
 bench: setup
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
