@@ -168,7 +168,7 @@ def write_markdown(result: dict, path: Path, cards: dict) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-RECIPE_TEXT = """Simulated on the fly by `napari_atombench.models.train.random_scene_kwargs` (seeded):
+RECIPE_TEXT = """Simulated on the fly by `napari_atombench.models.train_data.random_scene_kwargs` (seeded):
 perovskite [100] with random A (Sr, Ba, La, Pb, Bi, Nd, Y) and B (Ti, Mn, Fe, Co, Ni, Zr, Nb, Ru, Mo)
 sites (24 %), random 2D lattices (20 %), Si [110] dumbbells (13 %), single heavy atoms on an
 amorphous support (12 %), grain boundaries / interfaces (10 %), SrTiO3 [110] (8 %), WS2 (8 %),

@@ -45,7 +45,7 @@ def refine_labels_file(
     The output keeps the input's feature columns (species...) and adds or
     replaces ``amplitude, sigma_px, background, uncertainty_px, status``;
     ``x_A, y_A`` are written when the image (or else the labels file) has a
-    pixel size.
+    pixel size (:func:`~napari_atombench.core.io.resolve_pixel_size`; a disagreement is warned).
 
     Returns
     -------
@@ -53,15 +53,16 @@ def refine_labels_file(
     """
     import pandas as pd
 
-    from ..core.io import read_image, read_positions, write_positions
+    from ..core.io import read_image, read_positions, resolve_pixel_size, write_positions
     from ..core.refine import refine_positions
 
-    image, pixel_size_A, _ = read_image(image_path)
+    image, image_px, _ = read_image(image_path)
     table = read_positions(labels_path)
+    pixel_size_A, _ = resolve_pixel_size((str(image_path), image_px), (str(labels_path), table.pixel_size_A))
     result = refine_positions(image, table.positions_rc, method, dark=dark)
     features = table.features.reset_index(drop=True).copy() if len(table.features.columns) else pd.DataFrame(index=range(len(result)))
     fit = result.features()
     for column in fit.columns:
         features[column] = fit[column].to_numpy()
-    write_positions(out_path, result.positions_rc, pixel_size_A or table.pixel_size_A, features=features)
+    write_positions(out_path, result.positions_rc, pixel_size_A, features=features)
     return result

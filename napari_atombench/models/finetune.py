@@ -3,7 +3,7 @@
 :func:`finetune` starts from the weights of a registered model of our trainable
 family (``atombench``, or an adapted ``.pt`` file), rescales the image to the
 sampling those weights were trained at (as inference does), makes Gaussian
-heatmap targets from the labels (:func:`~napari_atombench.models.train.make_target`)
+heatmap targets from the labels (:func:`~napari_atombench.models.train_data.make_target`)
 and trains on random crops of the labelled region only: pixels outside the region
 are left out of the loss, so unlabelled parts of the image are not taken as
 "no column". The last 20 % of the region along its longer side (a separate strip)
@@ -26,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..core.match import match_positions, nearest_neighbour_distances_px
+from .adapted import load_adapted_weights  # noqa: F401 - read back here, where it is written
 from .base import Cancelled
 
 #: fraction of the labelled region held out (a strip along its longer side)
@@ -127,8 +128,9 @@ def strip_f1(predicted: np.ndarray, labels: np.ndarray, box, radius_px: float) -
 
 def _base_locator(locator_or_spec, weights, device):
     """The sampling-aware atombench locator to start from (name or locator)."""
-    from .ours import AtomBenchLocator, SamplingAwareLocator
+    from .ours import AtomBenchLocator
     from .registry import get_locator
+    from .sampling import SamplingAwareLocator
 
     locator = get_locator(locator_or_spec, weights=weights, device=device) if isinstance(locator_or_spec, str) \
         else locator_or_spec
@@ -155,7 +157,7 @@ def _augment(x: np.ndarray, y: np.ndarray, m: np.ndarray, rng: np.random.Generat
 def _predict_box(net, x: np.ndarray, box, context: int, threshold: float, min_distance_px: int, torch):
     """Peaks of the network's heatmap on ``box`` of the standardised image ``x``
     (with ``context`` px around it), in ``x``'s frame."""
-    from .ours import heatmap_peaks
+    from .heatmap import heatmap_peaks
 
     r0, c0, r1, c1 = box
     a0, b0 = max(r0 - context, 0), max(c0 - context, 0)
@@ -216,8 +218,10 @@ def finetune(locator_or_spec="atombench", image=None, labels_rc=None, *, region=
 
     from ..core.io import as_image_2d
     from ._pipeline import positions_to_frame
-    from .ours import resample, standardize
-    from .train import ARCH_RECIPES, make_target
+    from .heatmap import standardize
+    from .sampling import resample
+    from .train import ARCH_RECIPES
+    from .train_data import make_target
 
     t0 = time.perf_counter()
     image = as_image_2d(image, name="image")
@@ -278,7 +282,8 @@ def _train(base, x, target, loss_mask, labels_s, train_box, val_box, side, radiu
     """The training loop of :func:`finetune` (inputs already in the trained sampling)."""
     import torch
 
-    from .ours import AtomBenchLocator, SamplingAwareLocator
+    from .ours import AtomBenchLocator
+    from .sampling import SamplingAwareLocator
     from .train import learning_rate
 
     inner = base.inner
@@ -409,19 +414,3 @@ def save_adapted_weights(result: FineTuneResult, path: str | Path) -> Path:
     torch.save({"state_dict": result.state_dict, "card": card}, tmp)
     tmp.replace(path)
     return path
-
-
-def load_adapted_weights(path: str | Path) -> tuple[dict, dict]:
-    """(state_dict, card) of a file written by :func:`save_adapted_weights`."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such weights file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises pickle, struct, zip and runtime errors for a bad file
-        raise ValueError(f"{path}: not a readable weights file ({type(exc).__name__})") from None
-    if not (isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) and isinstance(obj.get("card"), dict)):
-        raise ValueError(f"{path}: not an adapted-weights file (needs 'state_dict' and 'card')")
-    return obj["state_dict"], obj["card"]
