@@ -43,7 +43,7 @@ def _progress_bar(total_label: str, enabled: bool):
 
 def add_common_run_arguments(parser) -> None:
     parser.add_argument("--model", action="append", required=True, metavar="NAME",
-                        help="registry name or module:attribute of a locator (repeat for more)")
+                        help="registry or adapted model name, an adapted .pt, or module:attribute of a locator (repeat for more)")
     parser.add_argument("--scheduler", default="threads",
                         help="threads, processes, sync, or a dask.distributed address (tcp://host:port)")
     parser.add_argument("--workers", type=integer(1), default=None, help="local workers (default: min(2, cores))")

@@ -18,7 +18,9 @@ def register(subparsers) -> None:
     )
     parser.add_argument("image", type=Path)
     parser.add_argument("labels", type=Path, help="positions CSV (x_px,y_px) of every column in the region")
-    parser.add_argument("--out", type=output_file, required=True, help="adapted weights file (.pt)")
+    parser.add_argument("--out", type=output_file,
+                        help="adapted weights file (.pt); default: IMAGE-MODEL-adapted.pt in the user models folder, "
+                        "where `atombench models` lists it and --model finds it by name")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model to start from (atombench family; default {DEFAULT_MODEL})")
     parser.add_argument("--weights", type=Path, help="start from this checkpoint instead (e.g. an adapted .pt)")
     parser.add_argument("--region", type=non_negative, nargs=4, metavar=("R0", "C0", "R1", "C1"),
@@ -37,7 +39,7 @@ def run_finetune(args) -> int:
     from ..core.io import read_image, read_positions, resolve_pixel_size
     from ..models.finetune import finetune, save_adapted_weights
 
-    if args.out.suffix not in (".pt", ".pth"):
+    if args.out is not None and args.out.suffix not in (".pt", ".pth"):
         raise UserError(f"--out {args.out}: adapted weights must be a .pt or .pth file")
     image, image_px, _ = read_image(args.image)
     labels_table = read_positions(args.labels)
@@ -51,16 +53,16 @@ def run_finetune(args) -> int:
             last[0] = done * 10 // total
             print(f"step {done}/{total}", flush=True)
 
-    from ..models.registry import get_locator
+    from ..models.registry import adapted_model_path, get_locator
 
     base = get_locator(args.model, weights=args.weights, device=args.device, contrast=args.contrast)
     result = finetune(base, image, labels, region=args.region, steps=args.steps,
                       pixel_size_A=pixel_size_A, weights=args.weights,
                       image_name=args.image.name, seed=args.seed, device=args.device, threads=args.threads,
                       progress=progress)
-    save_adapted_weights(result, args.out)
+    out = save_adapted_weights(result, args.out or adapted_model_path(args.image.name, result.card["base_model"]))
     card = result.card
     print(f"validation F1 {card['validation_f1_before']:.3f} -> {card['validation_f1']:.3f} on "
           f"{card['n_labels_validation']} held-out labels; {card['steps']} steps kept of {card['steps_run']} run "
-          f"({card['stopped']}), {card['seconds']:.0f} s; written to {args.out}")
+          f"({card['stopped']}), {card['seconds']:.0f} s; written to {out}")
     return 0

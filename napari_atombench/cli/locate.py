@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("image", type=Path)
     parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"registry name (see `atombench models`; default: {DEFAULT_MODEL}, ours)")
+                        help=f"registry or adapted model name, or an adapted .pt (see `atombench models`; default: {DEFAULT_MODEL}, ours)")
     parser.add_argument("--pixel-size-A", dest="pixel_size_A", type=pixel_size_A,
                         help="override the file's pixel size (Å/px)")
     parser.add_argument("--weights", type=Path, help="checkpoint file of the same architecture")
@@ -49,7 +49,7 @@ def run_locate(args: argparse.Namespace) -> int:
 
     image, image_px, _ = read_image(args.image)
     pixel_size_A, _ = resolve_pixel_size(("--pixel-size-A", args.pixel_size_A), (str(args.image), image_px))
-    out = args.out or args.image.with_name(f"{args.image.stem}_{args.model}.csv")
+    out = args.out or args.image.with_name(f"{args.image.stem}_{Path(args.model).stem}.csv")
     options = {"rescale": args.rescale, "refine": args.refine, "bf16": args.bf16}
     if args.tile_size is not None:
         options["tile_size"] = args.tile_size

@@ -21,7 +21,7 @@ def run_models(args: argparse.Namespace) -> int:
         print(f"{r['name']:<{width}}  {r['family']:<10}  {r['architecture']:<16}  {cached:<6}  {r['weights']}")
     adapted = list_adapted_models()
     if adapted:
-        print(f"\nadapted models in {user_models_dir()} (use with --weights):")
+        print(f"\nadapted models in {user_models_dir()} (use by name with --model):")
     for r in adapted:
         print(f"{r['name']}  base {r['base_model']}  image {r['image_name']}  validation F1 {r['validation_f1']}  {r['path']}")
     return 0

@@ -28,7 +28,7 @@ def register(subparsers) -> None:
 
 def _check_view_args(args) -> None:
     """Errors found before a window opens (napari's own messages are multi-line or vague)."""
-    from ..models.registry import get_spec
+    from ..models.registry import resolve_model
     from ..sample_data import sample_paths
 
     if args.screenshot is not None and args.screenshot.suffix.lower() != ".png":
@@ -39,7 +39,7 @@ def _check_view_args(args) -> None:
     if args.image is None:
         sample_paths(args.sample)  # ValueError naming the known samples
     if not args.no_model:
-        get_spec(args.model)
+        resolve_model(args.model)
 
 
 def run_view(args) -> int:

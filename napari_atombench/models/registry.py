@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .adapted import USER_MODELS_DIR_ENV, find_adapted, list_adapted_models, resolve_adapted, user_models_dir
+from .adapted import USER_MODELS_DIR_ENV, adapted_model_path, find_adapted, list_adapted_models, resolve_adapted, user_models_dir
 from .checkpoints import (CorruptWeightsError, checkpoint_card, file_matches, git_blob_sha1_of, load_checkpoint,
                           load_state_dict, load_weights_into, sha256_of, verify_file)
 
 #: names other modules and scripts import from here (the registry is the models' front door)
 __all__ = ["DEFAULT_MODEL", "REGISTRY", "ModelSpec", "PackagedWeights", "UrlWeights", "CorruptWeightsError",
-           "USER_MODELS_DIR_ENV", "build_architecture", "cache_dir", "checkpoint_card", "file_matches",
+           "USER_MODELS_DIR_ENV", "adapted_model_path", "build_architecture", "cache_dir", "checkpoint_card", "file_matches",
            "get_locator", "get_spec", "git_blob_sha1_of", "is_cached", "list_adapted_models", "list_models",
            "load_checkpoint", "load_network", "load_state_dict", "load_weights_into", "register",
            "resolve_model", "resolve_weights", "sha256_of", "trained_sampling", "user_models_dir", "verify_file"]
