@@ -112,6 +112,12 @@ def output_file(text: str) -> Path:
     return path
 
 
+def check_input_file(flag: str, path: Path | None) -> None:
+    """UserError naming ``flag`` when ``path`` is given but is not an existing file."""
+    if path is not None and not path.is_file():
+        raise UserError(f"{flag} {path}: {'is a folder' if path.is_dir() else 'no such file'}")
+
+
 def _one_line(exc: BaseException) -> str:
     """``exc`` as one line: OSErrors as ``<file>: <why>``, whitespace runs collapsed."""
     if isinstance(exc, OSError) and exc.strerror:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import UserError, device_name, integer, output_file, pixel_size_A, positive
+from . import UserError, check_input_file, device_name, integer, output_file, pixel_size_A, positive
 
 
 def register(subparsers) -> None:
@@ -53,8 +53,7 @@ def run_train(args) -> int:
     for flag, pair in (("--native-pixel-size", args.native_pixel_size), ("--resolution-pm", args.resolution_pm)):
         if pair and pair[0] > pair[1]:
             raise UserError(f"{flag} {pair[0]:g} {pair[1]:g}: give MIN then MAX")
-    if args.resume is not None and not args.resume.is_file():
-        raise UserError(f"--resume {args.resume}: {'is a folder' if args.resume.is_dir() else 'no such file'}")
+    check_input_file("--resume", args.resume)
     if args.quick:
         args.steps, args.crop, args.pool_size, args.batch_size = min(args.steps, 5), 32, 4, 2
     config = TrainConfig(

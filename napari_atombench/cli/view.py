@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..models.registry import DEFAULT_MODEL
-from . import UserError, output_file
+from . import UserError, check_input_file, output_file
 
 
 def register(subparsers) -> None:
@@ -34,8 +34,7 @@ def _check_view_args(args) -> None:
     if args.screenshot is not None and args.screenshot.suffix.lower() != ".png":
         raise UserError(f"--screenshot {args.screenshot}: the screenshot is a PNG; name it .png")
     for flag, path in (("image", args.image), ("--labels", args.labels)):
-        if path is not None and not path.is_file():
-            raise UserError(f"{flag} {path}: {'is a folder' if path.is_dir() else 'no such file'}")
+        check_input_file(flag, path)
     if args.image is None:
         sample_paths(args.sample)  # ValueError naming the known samples
     if not args.no_model:
