@@ -55,6 +55,7 @@ def test_adapted_model_by_name_and_by_path_is_the_base_spec_with_its_weights(sce
     by_path = get_locator(str(adapted_file), device="cpu")
     expected = by_weights.locate(image, 0.2).positions_rc
     assert len(expected) > 0
+    assert by_name.name == by_path.name == NAME and by_weights.name == "atombench"
     for locator in (by_name, by_path):
         result = locator.locate(image, 0.2)
         assert result.metadata["weights_path"] == str(adapted_file)
@@ -143,3 +144,24 @@ def test_an_adapted_model_with_weights_too_is_refused(adapted_file, user_models)
         get_locator(NAME, weights=adapted_file, device="cpu")
     with pytest.raises(ValueError, match=f"unknown model 'nope'.*adapted models: {NAME}"):
         get_locator("nope", device="cpu")
+
+
+@pytest.mark.gui
+def test_run_dock_lists_and_runs_the_adapted_model(make_napari_viewer, qtbot, scene, adapted_file, user_models,
+                                                   monkeypatch):
+    import napari_atombench.widgets.run_model as mod
+
+    errors: list[str] = []
+    monkeypatch.setattr(mod, "show_error", lambda msg: errors.append(str(msg)))
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(scene[0].astype(np.float32), name="sto", metadata={"pixel_size_A": 0.2})
+    widget = mod.RunModelWidget(viewer)
+    assert NAME in widget.model.choices and "atombench" in widget.model.choices
+    widget.image.value = layer
+    widget.model.value = NAME
+    widget.device.value = "cpu"
+    widget.run()
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=120_000)
+    assert errors == []
+    points = viewer.layers[f"sto {NAME}"]
+    assert points.metadata["weights_path"] == str(adapted_file) and len(points.data) > 0

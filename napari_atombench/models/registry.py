@@ -366,7 +366,16 @@ def get_locator(
     -------
     AtomLocator
     """
-    spec, weights = resolve_model(name, weights)
+    spec, resolved = resolve_model(name, weights)
+    locator = _build_locator(spec, resolved, device, fidelity, download, sampling_aware, options)
+    if resolved is not weights:  # an adapted model: named after its file, not its base model
+        locator.name = Path(resolved).stem
+    return locator
+
+
+def _build_locator(spec: ModelSpec, weights, device: str, fidelity: str, download: bool,
+                   sampling_aware: bool | None, options: dict):
+    """:func:`get_locator` for a resolved spec and weights."""
     if sampling_aware and spec.trained_pixel_size_A is None:
         raise ValueError(f"sampling_aware=True: model {spec.name!r} records no trained sampling to rescale to")
     wrap = spec.trained_pixel_size_A is not None and sampling_aware is not False
