@@ -143,29 +143,8 @@ def atombench_table(threads: int, v3_weights: Path | None, side: int = 1024, rep
     return 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048])
-    parser.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no-bf16", action="store_true")
-    parser.add_argument("--no-original", action="store_true", help="skip the original path (e.g. at 2048²)")
-    parser.add_argument("--no-positions", action="store_true", help="skip the positions check")
-    parser.add_argument("--kernels", action="store_true", help="only the fp32 vs bf16 conv kernel table")
-    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared")
-    parser.add_argument("--atombench", action="store_true",
-                        help="only our atombench: v2 path (unfolded fp32) vs the new path (folded BN, channels_last, "
-                        "one tile; fp32 and bf16) at 1024², and the v3 weights given by --v3-weights")
-    parser.add_argument("--v3-weights", type=Path, help="atombench v3 weights for --atombench")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    if args.atombench:
-        return atombench_table(args.threads, args.v3_weights)
-    fixtures = args.shared / "fixtures" / "models"
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, load average {os.getloadavg()}")
-    kernel_table(args.threads)
-    if args.kernels:
-        return 0
+def speed_table(args, fixtures: Path) -> None:
+    """Seconds per forward pass of each net's original, default and bf16 paths, per image side."""
     header = f"{'net':<3} {'S':>5} {'path':<9} {'median s':>9} {'[min-max]':>15} {'GFLOP/s':>8} {'vs ours-orig':>12} {'vs spec':>8}"
     print(header)
     print("-" * len(header))
@@ -211,9 +190,11 @@ def main(argv=None) -> int:
                 ref = SPEC_S.get((key, side))
                 vs_spec = f"{ref / med:>7.2f}x" if ref else f"{'-':>8}"
                 print(f"{key:<3} {side:>5} {name:<9} {med:>9.3f} {f'[{lo:.2f}-{hi:.2f}]':>15} {gflops:>8.1f} {vs_orig} {vs_spec}", flush=True)
+
+
+def positions_table(args, fixtures: Path) -> None:
+    """Positions kept by the default and bf16 paths (vs the fp32 reference, same post-processing)."""
     # positions kept by the default and bf16 paths (vs the original network map, same post-processing)
-    if args.no_positions:
-        return 0
     print()
     print("positions on a 512² simulated SrTiO3 image (default post-processing):")
     sim = simulate_crystal(SRTIO3_100, shape=(512, 512), pixel_size_A=0.2, seed=1).image
@@ -233,6 +214,34 @@ def main(argv=None) -> int:
             else:
                 kept = float("nan")
             print(f"{key:<3} {name:<8} {len(pos):>6} {len(ref):>7} {kept:>19.2f}%", flush=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048])
+    parser.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-bf16", action="store_true")
+    parser.add_argument("--no-original", action="store_true", help="skip the original path (e.g. at 2048²)")
+    parser.add_argument("--no-positions", action="store_true", help="skip the positions check")
+    parser.add_argument("--kernels", action="store_true", help="only the fp32 vs bf16 conv kernel table")
+    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared")
+    parser.add_argument("--atombench", action="store_true",
+                        help="only our atombench: v2 path (unfolded fp32) vs the new path (folded BN, channels_last, "
+                        "one tile; fp32 and bf16) at 1024², and the v3 weights given by --v3-weights")
+    parser.add_argument("--v3-weights", type=Path, help="atombench v3 weights for --atombench")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.atombench:
+        return atombench_table(args.threads, args.v3_weights)
+    fixtures = args.shared / "fixtures" / "models"
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, load average {os.getloadavg()}")
+    kernel_table(args.threads)
+    if args.kernels:
+        return 0
+    speed_table(args, fixtures)
+    if not args.no_positions:
+        positions_table(args, fixtures)
     print(f"load average at the end {os.getloadavg()}")
     return 0
 

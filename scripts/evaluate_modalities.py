@@ -1,6 +1,6 @@
 """Recall / precision of atombench weights per imaging modality on simulated scenes.
 
-Scenes come from the v3 training sampler (:data:`napari_atombench.models.train.MODALITY_KINDS`
+Scenes come from the v3 training sampler (:data:`napari_atombench.models.train_data.MODALITY_KINDS`
 plus the v2 "haadf" kinds and a "jpeg" set of v2 scenes through JPEG at quality 25-60),
 with seeds the training never uses; ABF scenes are given to the locator as recorded
 (dark columns) and its ``contrast="auto"`` decides. Each scene is simulated at its own
@@ -48,7 +48,7 @@ def _jpeg(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def scenes(modality: str, n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """(image, truth_rc, pixel_size_A) for ``n`` scenes of ``modality``."""
-    from napari_atombench.models import train as tr
+    from napari_atombench.models import train_data as tr
 
     rng = np.random.default_rng(seed)
     out = []

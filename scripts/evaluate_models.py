@@ -7,8 +7,9 @@ Run (from the repository root)::
 
 Data:
 - ``<shared>/data/experimental`` (real images with labels; development data — the
-  models never trained on them), scored with ``score_positions(...,
-  max_distance_A=0.5)``; "passes" is the paper's criterion (recall >= 0.90,
+  models never trained on them), opened with ``core.dataset.open_dataset`` and run by
+  ``core.benchmark.run_benchmark`` (models built by ``registry.get_locator``), scored
+  within 0.5 Å; "passes" is the paper's criterion (recall >= 0.90,
   precision >= 0.95, RMSE <= 0.3 Å).
 - Held-out simulated images: fixed recipes below (not drawn from the training
   sampler, seeds outside its range of use), each model given the true pixel size.
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from napari_atombench.core.metrics import score_positions  # noqa: E402
+from napari_atombench.core.benchmark import run_benchmark  # noqa: E402
+from napari_atombench.core.dataset import Case, open_dataset  # noqa: E402
 from napari_atombench.core.simulate import simulate  # noqa: E402
 
 #: held-out simulated scenes: name -> simulate() kwargs
@@ -56,24 +57,19 @@ HELD_OUT_SEED0 = 987_654
 SIMULATED_BORDER_MARGIN_PX = 11
 
 
-def _locator(name: str, shared: Path):
-    """(locator, label) for a model name; the cubic row uses ../shared/weights."""
+CUBIC_LABEL = "atomnet-cubic (original weights)"
+#: result-table columns kept in the scores (docs/models-scores.json keeps these names)
+SCORE_KEYS = ("recall", "precision", "f1", "rmse_A", "passes", "n_pred", "n_truth", "seconds")
+
+
+def _model(name: str, shared: Path):
+    """What run_benchmark gets for a model name: the name (built by the registry's
+    get_locator), except the cubic row, which runs the original weights in ../shared/weights."""
     from napari_atombench.models.registry import get_locator
 
     if name == "atomnet-cubic":
-        path = shared / "weights" / "cubic-best_weights.pt"
-        return get_locator("atomnet-cubic", weights=path, device="cpu"), "atomnet-cubic (original weights)"
-    return get_locator(name, device="cpu"), name
-
-
-def _score(locator, image, truth, pixel_size_A, border_margin_px: float = 0.0):
-    t0 = time.perf_counter()
-    result = locator.locate(image, pixel_size_A)
-    seconds = time.perf_counter() - t0
-    s = score_positions(result.positions_rc, truth, pixel_size_A=pixel_size_A, max_distance_A=0.5,
-                        border_margin_px=border_margin_px, image_shape=np.shape(image))
-    return dict(recall=s.recall, precision=s.precision, f1=s.f1, rmse_A=s.rmse_A, passes=bool(s.passes),
-                n_pred=s.n_pred, n_truth=s.n_truth, seconds=round(seconds, 2))
+        return get_locator("atomnet-cubic", weights=shared / "weights" / "cubic-best_weights.pt", device="cpu")
+    return name
 
 
 def _weights_sha(model: str, shared: Path) -> str:
@@ -84,10 +80,42 @@ def _weights_sha(model: str, shared: Path) -> str:
     return sha256_of(path)[:16]
 
 
+def held_out_cases() -> list[Case]:
+    """The held-out simulated scenes as in-memory benchmark cases."""
+    cases = []
+    for k, (name, kw) in enumerate(HELD_OUT.items()):
+        s = simulate(shape=(256, 256), seed=HELD_OUT_SEED0 + k, **kw)
+        cases.append(Case(case=name, pixel_size_A=s.pixel_size_A, kind="simulated", image=s.image,
+                          truth_rc=s.positions_rc))
+    return cases
+
+
+def _score_rows(model: str, label: str, subset: str, cases, shared: Path, border_margin_px: float) -> list[dict]:
+    """One row per case: ``model`` run by core.benchmark.run_benchmark, scored within 0.5 Å."""
+    from napari_atombench.models.registry import get_locator
+
+    table = run_benchmark(cases, [_model(model, shared)], scheduler="sync", num_workers=1, quality=False,
+                          model_options={"device": "cpu"}, max_distance_A=0.5, border_margin_px=border_margin_px,
+                          locator_factory=get_locator).table
+    failed = table[table["error"].fillna("") != ""]
+    if not failed.empty:
+        raise SystemExit(f"{label}: {failed.iloc[0]['case']}: {failed.iloc[0]['error']}")
+    rows = []
+    for r in table.itertuples():
+        # pandas holds a missing RMSE (no match) as NaN; the JSON keeps it as null
+        values = {k: None if isinstance(getattr(r, k), float) and np.isnan(getattr(r, k)) else getattr(r, k)
+                  for k in SCORE_KEYS}
+        row = {"model": label, "set": subset, "image": r.case, **values}
+        row.update(passes=bool(row["passes"]), n_pred=int(row["n_pred"]), n_truth=int(row["n_truth"]),
+                   seconds=round(float(row["seconds"]), 2))
+        rows.append(row)
+        print(f"{label:32s} {r.case:34s} F1 {row['f1']:.3f} pass {row['passes']} ({row['seconds']} s)", flush=True)
+    return rows
+
+
 def evaluate(models: list[str], shared: Path, cache: Path | None = None) -> dict:
-    exp_dir = shared / "data" / "experimental"
-    cases = pd.read_csv(exp_dir / "cases.csv")
-    held = [(name, simulate(shape=(256, 256), seed=HELD_OUT_SEED0 + k, **kw)) for k, (name, kw) in enumerate(HELD_OUT.items())]
+    experimental = open_dataset(shared / "data" / "experimental")
+    held = held_out_cases()
     rows = []
     for model in models:
         cached = cache / f"{model}-{_weights_sha(model, shared)}.json" if cache is not None else None
@@ -95,19 +123,10 @@ def evaluate(models: list[str], shared: Path, cache: Path | None = None) -> dict
             rows.extend(json.loads(cached.read_text()))
             print(f"{model}: scores reused from {cached}")
             continue
+        label = CUBIC_LABEL if model == "atomnet-cubic" else model
         first = len(rows)
-        locator, label = _locator(model, shared)
-        for case in cases.itertuples():
-            image = np.load(exp_dir / case.image).astype(np.float32)
-            labels = pd.read_csv(exp_dir / case.labels)
-            truth = labels[["y_px", "x_px"]].to_numpy(float)
-            r = _score(locator, image, truth, float(case.pixel_size_A))
-            rows.append(dict(model=label, set="experimental", image=case.case, **r))
-            print(f"{label:32s} {case.case:22s} F1 {r['f1']:.3f} pass {r['passes']} ({r['seconds']} s)", flush=True)
-        for name, s in held:
-            r = _score(locator, s.image, s.positions_rc, s.pixel_size_A, SIMULATED_BORDER_MARGIN_PX)
-            rows.append(dict(model=label, set="simulated", image=name, **r))
-            print(f"{label:32s} {name:34s} F1 {r['f1']:.3f} pass {r['passes']}", flush=True)
+        rows += _score_rows(model, label, "experimental", experimental, shared, 0.0)
+        rows += _score_rows(model, label, "simulated", held, shared, SIMULATED_BORDER_MARGIN_PX)
         if cached is not None:
             cache.mkdir(parents=True, exist_ok=True)
             cached.write_text(json.dumps(rows[first:], default=float))
@@ -168,7 +187,7 @@ def write_markdown(result: dict, path: Path, cards: dict) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-RECIPE_TEXT = """Simulated on the fly by `napari_atombench.models.train.random_scene_kwargs` (seeded):
+RECIPE_TEXT = """Simulated on the fly by `napari_atombench.models.train_data.random_scene_kwargs` (seeded):
 perovskite [100] with random A (Sr, Ba, La, Pb, Bi, Nd, Y) and B (Ti, Mn, Fe, Co, Ni, Zr, Nb, Ru, Mo)
 sites (24 %), random 2D lattices (20 %), Si [110] dumbbells (13 %), single heavy atoms on an
 amorphous support (12 %), grain boundaries / interfaces (10 %), SrTiO3 [110] (8 %), WS2 (8 %),
@@ -225,7 +244,7 @@ def write_model_cards(result: dict, cards: dict, folder: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
-    parser.add_argument("--models", nargs="+", default=["atombench", "atomnet-sim", "atomsegnet-sim", "atomnet-cubic"])
+    parser.add_argument("--models", "--model", nargs="+", default=["atombench", "atomnet-sim", "atomsegnet-sim", "atomnet-cubic"])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "models-scores.md")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache", type=Path, help="reuse per-model scores saved here (keyed by weights SHA-256)")

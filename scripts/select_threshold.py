@@ -1,7 +1,7 @@
 """Select the ``atombench`` detection threshold on simulated validation images.
 
 The validation scenes come from the training sampler
-(:func:`napari_atombench.models.train.random_scene_kwargs`) with a seed the
+(:func:`napari_atombench.models.train_data.random_scene_kwargs`) with a seed the
 training never uses, each simulated at its own pixel size (0.08–0.4 Å) and
 probe FWHM (60–260 pm) and located through the sampling-aware locator with its
 true pixel size, as a user would. Scores use the 0.5 Å matching radius and
@@ -36,7 +36,7 @@ THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 def validation_scenes(n: int = 60, seed: int = VALIDATION_SEED) -> list:
-    from napari_atombench.models import train as tr
+    from napari_atombench.models import train_data as tr
 
     rng = np.random.default_rng(seed)
     scenes = []

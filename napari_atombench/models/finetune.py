@@ -3,7 +3,7 @@
 :func:`finetune` starts from the weights of a registered model of our trainable
 family (``atombench``, or an adapted ``.pt`` file), rescales the image to the
 sampling those weights were trained at (as inference does), makes Gaussian
-heatmap targets from the labels (:func:`~napari_atombench.models.train.make_target`)
+heatmap targets from the labels (:func:`~napari_atombench.models.train_data.make_target`)
 and trains on random crops of the labelled region only: pixels outside the region
 are left out of the loss, so unlabelled parts of the image are not taken as
 "no column". The last 20 % of the region along its longer side (a separate strip)
@@ -26,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..core.match import match_positions, nearest_neighbour_distances_px
+from .adapted import load_adapted_weights  # noqa: F401 - read back here, where it is written
 from .base import Cancelled
 
 #: fraction of the labelled region held out (a strip along its longer side)
@@ -127,8 +128,9 @@ def strip_f1(predicted: np.ndarray, labels: np.ndarray, box, radius_px: float) -
 
 def _base_locator(locator_or_spec, weights, device):
     """The sampling-aware atombench locator to start from (name or locator)."""
-    from .ours import AtomBenchLocator, SamplingAwareLocator
+    from .ours import AtomBenchLocator
     from .registry import get_locator
+    from .sampling import SamplingAwareLocator
 
     locator = get_locator(locator_or_spec, weights=weights, device=device) if isinstance(locator_or_spec, str) \
         else locator_or_spec
@@ -155,7 +157,7 @@ def _augment(x: np.ndarray, y: np.ndarray, m: np.ndarray, rng: np.random.Generat
 def _predict_box(net, x: np.ndarray, box, context: int, threshold: float, min_distance_px: int, torch):
     """Peaks of the network's heatmap on ``box`` of the standardised image ``x``
     (with ``context`` px around it), in ``x``'s frame."""
-    from .ours import heatmap_peaks
+    from .heatmap import heatmap_peaks
 
     r0, c0, r1, c1 = box
     a0, b0 = max(r0 - context, 0), max(c0 - context, 0)
@@ -168,6 +170,60 @@ def _predict_box(net, x: np.ndarray, box, context: int, threshold: float, min_di
         t = torch.from_numpy(np.ascontiguousarray(crop))[None, None].to(next(net.parameters()).device)
         prob = torch.sigmoid(net(t))[0, 0].float().cpu().numpy()[: a1 - a0, : b1 - b0]
     return heatmap_peaks(prob, threshold, min_distance_px) + np.array([a0, b0])
+
+
+def _check_options(labels: np.ndarray, *, lr: float, threads: int | None, **at_least) -> None:
+    """ValueError naming the first option of :func:`finetune` out of range."""
+    if labels.ndim != 2 or labels.shape[1] != 2 or len(labels) < 4:
+        raise ValueError(f"labels_rc must be an (N, 2) array with at least 4 labels; got shape {labels.shape}")
+    lows = {"steps": 1, "crop_px": 16, "batch_size": 1, "eval_every": 1, "patience": 1}
+    for name, value in at_least.items():
+        if int(value) < lows[name]:
+            raise ValueError(f"{name} must be >= {lows[name]}; got {value}")
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0; got {lr}")
+    if threads is not None and int(threads) < 1:
+        raise ValueError(f"threads must be >= 1; got {threads}")
+
+
+def _region_mask(shape: tuple[int, int], box, region) -> np.ndarray:
+    """1 inside the labelled box (and inside ``region`` when it is a mask), 0 elsewhere."""
+    mask = np.zeros(shape, np.float32)
+    mask[box[0]:box[2], box[1]:box[3]] = 1.0
+    if isinstance(region, np.ndarray) and region.ndim == 2:
+        mask *= region.astype(np.float32)
+    return mask
+
+
+def _training_inputs(base, image: np.ndarray, labels: np.ndarray, box, mask: np.ndarray, pixel_size_A, crop_px: int):
+    """The image and labels at the trained sampling: standardised input, heatmap target,
+    loss mask (training part of the region), labels, (train, validation) boxes,
+    (crop side, match radius, context) in px, and (zoom, how, sampling metadata, ratio)."""
+    from ._pipeline import positions_to_frame
+    from .heatmap import standardize
+    from .sampling import resample
+    from .train import ARCH_RECIPES
+    from .train_data import make_target
+
+    # the base locator's polarity rule applies (auto: dark columns mirrored), as at inference
+    _, scaled, zoom, how, sampling_meta = base._rescaled(image, pixel_size_A)
+    x = standardize(scaled, base.inner.normalize_window_px)
+    labels_s = positions_to_frame(labels[_inside(labels, box)], image.shape, scaled.shape)
+    ratio = np.array(scaled.shape * 2, float) / np.array(image.shape * 2, float)
+    box_s = tuple(int(v) for v in np.round(np.array(box) * ratio))
+    mask_s = resample(mask, scaled.shape) > 0.5
+    train_box, val_box = _split(box_s, HOLDOUT_FRACTION)
+    loss_mask = np.zeros(scaled.shape, np.float32)
+    loss_mask[train_box[0]:train_box[2], train_box[1]:train_box[3]] = 1.0
+    loss_mask *= mask_s
+    recipe = ARCH_RECIPES["atombench_unet"]
+    target = make_target(labels_s, scaled.shape, recipe["target"], recipe["target_px"]).astype(np.float32)
+    side = min(int(crop_px) // 8 * 8, scaled.shape[0] // 8 * 8, scaled.shape[1] // 8 * 8)
+    nn_px = float(np.median(nearest_neighbour_distances_px(labels_s))) if len(labels_s) > 1 else 10.0
+    radius = max(1.5, 0.25 * nn_px)
+    context = int(np.ceil(nn_px)) + 8
+    return (x, target, loss_mask, labels_s, (train_box, val_box), (side, radius, context),
+            (zoom, how, sampling_meta, ratio))
 
 
 def finetune(locator_or_spec="atombench", image=None, labels_rc=None, *, region=None, steps: int = 300,
@@ -215,50 +271,23 @@ def finetune(locator_or_spec="atombench", image=None, labels_rc=None, *, region=
     import torch
 
     from ..core.io import as_image_2d
-    from ._pipeline import positions_to_frame
-    from .ours import resample, standardize
-    from .train import ARCH_RECIPES, make_target
 
     t0 = time.perf_counter()
     image = as_image_2d(image, name="image")
     labels = np.asarray(labels_rc, dtype=np.float64)
-    if labels.ndim != 2 or labels.shape[1] != 2 or len(labels) < 4:
-        raise ValueError(f"labels_rc must be an (N, 2) array with at least 4 labels; got shape {labels.shape}")
-    for name, value, low in (("steps", steps, 1), ("crop_px", crop_px, 16), ("batch_size", batch_size, 1),
-                             ("eval_every", eval_every, 1), ("patience", patience, 1)):
-        if int(value) < low:
-            raise ValueError(f"{name} must be >= {low}; got {value}")
-    if lr <= 0:
-        raise ValueError(f"lr must be > 0; got {lr}")
-    if threads is not None and int(threads) < 1:
-        raise ValueError(f"threads must be >= 1; got {threads}")
+    _check_options(labels, lr=lr, threads=threads, steps=steps, crop_px=crop_px, batch_size=batch_size,
+                   eval_every=eval_every, patience=patience)
     base = _base_locator(locator_or_spec, weights, device)
-    inner = base.inner
     box = region_box(labels, image.shape, region)
-    mask = np.zeros(image.shape, np.float32)
-    mask[box[0]:box[2], box[1]:box[3]] = 1.0
-    if isinstance(region, np.ndarray) and region.ndim == 2:
-        mask *= region.astype(np.float32)
+    mask = _region_mask(image.shape, box, region)
     if not _inside(labels, box).any():
         raise ValueError(f"no label lies inside the region {box}")
 
-    # the base locator's polarity rule applies (auto: dark columns mirrored), as at inference
-    _, scaled, zoom, how, sampling_meta = base._rescaled(image, pixel_size_A)
-    x = standardize(scaled, inner.normalize_window_px)
-    labels_s = positions_to_frame(labels[_inside(labels, box)], image.shape, scaled.shape)
-    ratio = np.array(scaled.shape * 2, float) / np.array(image.shape * 2, float)
-    box_s = tuple(int(v) for v in np.round(np.array(box) * ratio))
-    mask_s = resample(mask, scaled.shape) > 0.5
-    train_box, val_box = _split(box_s, HOLDOUT_FRACTION)
-    loss_mask = np.zeros(scaled.shape, np.float32)
-    loss_mask[train_box[0]:train_box[2], train_box[1]:train_box[3]] = 1.0
-    loss_mask *= mask_s
-    recipe = ARCH_RECIPES["atombench_unet"]
-    target = make_target(labels_s, scaled.shape, recipe["target"], recipe["target_px"]).astype(np.float32)
-    side = min(int(crop_px) // 8 * 8, scaled.shape[0] // 8 * 8, scaled.shape[1] // 8 * 8)
-    nn_px = float(np.median(nearest_neighbour_distances_px(labels_s))) if len(labels_s) > 1 else 10.0
-    radius = max(1.5, 0.25 * nn_px)
-    context = int(np.ceil(nn_px)) + 8
+    x, target, loss_mask, labels_s, boxes, scales, sampling = _training_inputs(base, image, labels, box, mask,
+                                                                               pixel_size_A, crop_px)
+    train_box, val_box = boxes
+    side, radius, context = scales
+    zoom, how, sampling_meta, ratio = sampling
 
     threads_before = torch.get_num_threads()
     if threads is not None:
@@ -278,7 +307,8 @@ def _train(base, x, target, loss_mask, labels_s, train_box, val_box, side, radiu
     """The training loop of :func:`finetune` (inputs already in the trained sampling)."""
     import torch
 
-    from .ours import AtomBenchLocator, SamplingAwareLocator
+    from .ours import AtomBenchLocator
+    from .sampling import SamplingAwareLocator
     from .train import learning_rate
 
     inner = base.inner
@@ -409,19 +439,3 @@ def save_adapted_weights(result: FineTuneResult, path: str | Path) -> Path:
     torch.save({"state_dict": result.state_dict, "card": card}, tmp)
     tmp.replace(path)
     return path
-
-
-def load_adapted_weights(path: str | Path) -> tuple[dict, dict]:
-    """(state_dict, card) of a file written by :func:`save_adapted_weights`."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such weights file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises pickle, struct, zip and runtime errors for a bad file
-        raise ValueError(f"{path}: not a readable weights file ({type(exc).__name__})") from None
-    if not (isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) and isinstance(obj.get("card"), dict)):
-        raise ValueError(f"{path}: not an adapted-weights file (needs 'state_dict' and 'card')")
-    return obj["state_dict"], obj["card"]

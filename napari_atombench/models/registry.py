@@ -24,14 +24,21 @@ file is read with ``torch.load(..., weights_only=True)``.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .adapted import USER_MODELS_DIR_ENV, adapted_model_path, find_adapted, list_adapted_models, resolve_adapted, user_models_dir
+from .checkpoints import (CorruptWeightsError, checkpoint_card, file_matches, git_blob_sha1_of, load_checkpoint,
+                          load_state_dict, load_weights_into, sha256_of, verify_file)
+
+#: names other modules and scripts import from here (the registry is the models' front door)
+__all__ = ["DEFAULT_MODEL", "REGISTRY", "ModelSpec", "PackagedWeights", "UrlWeights", "CorruptWeightsError",
+           "USER_MODELS_DIR_ENV", "adapted_model_path", "build_architecture", "cache_dir", "checkpoint_card", "file_matches",
+           "get_locator", "get_spec", "git_blob_sha1_of", "is_cached", "list_adapted_models", "list_models",
+           "load_checkpoint", "load_network", "load_state_dict", "load_weights_into", "register",
+           "resolve_model", "resolve_weights", "sha256_of", "trained_sampling", "user_models_dir", "verify_file"]
 WEIGHTS_DIR_ENV = "ATOMBENCH_WEIGHTS_DIR"
 #: set to 1 to forbid downloads (tests, offline machines)
 NO_DOWNLOAD_ENV = "ATOMBENCH_NO_DOWNLOAD"
@@ -43,7 +50,7 @@ DEFAULT_MODEL = "atombench"
 def _architectures() -> dict[str, Callable[..., Any]]:
     from .atomnet import build_atomsegnet, build_resatomsegnet_s2
     from .atomsegnet import build_nestedunet, build_unet
-    from .ours import build_atombench_unet
+    from .nets.atombench_unet import build_atombench_unet
 
     return {
         "atombench_unet": build_atombench_unet,
@@ -124,7 +131,7 @@ class ModelSpec:
         Default pipeline options (``threshold``, ``tile_size``, ``overlap_px``, ...).
     trained_pixel_size_A : float or None
         Sampling the weights were trained at (Å/px); when set, :func:`get_locator`
-        wraps the locator in :class:`~napari_atombench.models.ours.SamplingAwareLocator`,
+        wraps the locator in :class:`~napari_atombench.models.sampling.SamplingAwareLocator`,
         which rescales each image to it.
     trained_separation_px : float or None
         Typical nearest-column separation of the training images (px), the
@@ -168,84 +175,31 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(REGISTRY)}") from None
+        adapted = ", ".join(row["name"] for row in list_adapted_models())
+        also = f"; adapted models: {adapted}" if adapted else ""
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(REGISTRY)}{also}") from None
+
+
+def resolve_model(name: str | ModelSpec, weights: str | os.PathLike | None = None
+                  ) -> tuple[ModelSpec, str | os.PathLike | None]:
+    """(spec, weights) a model name stands for.
+
+    ``name`` is a registry name, the name of an adapted model in
+    :func:`user_models_dir` (its file stem) or a path to an adapted ``.pt``: an
+    adapted model runs as its base model's spec with its own weights (and card).
+    """
+    if isinstance(name, ModelSpec):
+        return name, weights
+    path = None if name in REGISTRY else find_adapted(name)
+    if path is None:
+        return get_spec(name), weights
+    if weights is not None:
+        raise ValueError(f"model {name!r} is an adapted model (weights of its own): pass no weights file with it")
+    base, path = resolve_adapted(path, list(REGISTRY))
+    return REGISTRY[base], path
 
 
 # ---------------------------------------------------------------------------- weights files
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def git_blob_sha1_of(path: str | os.PathLike) -> str:
-    """``sha1(b"blob <size>\\0" + bytes)``, the id git gives the file's content."""
-    size = os.path.getsize(path)
-    digest = hashlib.sha1(f"blob {size}\0".encode())
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-class CorruptWeightsError(ValueError):
-    """A weights file does not match the hash pinned for it."""
-
-
-def _fix_hint(path: Path, source: UrlWeights | PackagedWeights) -> str:
-    if isinstance(source, PackagedWeights):
-        return "reinstall napari-atombench (pip install --force-reinstall napari-atombench)"
-    return f"delete {path} so that it is downloaded again from {source.url}"
-
-
-def verify_file(path: Path, source: UrlWeights | PackagedWeights) -> str:
-    """Check ``path`` against the source's pinned hashes; returns its SHA-256.
-
-    Raises
-    ------
-    CorruptWeightsError
-        One line naming the file, the expected and actual hash and how to fix it.
-    """
-    sha256 = sha256_of(path)
-    expected = getattr(source, "sha256", None)
-    if expected and sha256 != expected:
-        raise CorruptWeightsError(
-            f"weights file {path} is corrupt or altered: SHA-256 {sha256}, expected {expected}; "
-            f"{_fix_hint(Path(path), source)}"
-        )
-    blob = getattr(source, "git_blob_sha1", None)
-    if blob and not expected:
-        actual = git_blob_sha1_of(path)
-        if actual != blob:
-            raise CorruptWeightsError(
-                f"weights file {path} is corrupt or altered: git blob SHA-1 {actual}, expected {blob}; "
-                f"{_fix_hint(Path(path), source)}"
-            )
-    return sha256
-
-
-#: (path, size, mtime_ns) -> whether it matched its pinned hash, so listings hash each file once
-_VERIFIED: dict[tuple[str, int, int], bool] = {}
-
-
-def file_matches(path: Path, source: UrlWeights | PackagedWeights) -> bool:
-    """Whether ``path`` exists and matches its pinned hash (remembered per file version)."""
-    try:
-        st = Path(path).stat()
-    except OSError:
-        return False
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _VERIFIED:
-        try:
-            verify_file(Path(path), source)
-            _VERIFIED[key] = True
-        except (CorruptWeightsError, OSError):
-            _VERIFIED[key] = False
-    return _VERIFIED[key]
 
 
 def cache_dir() -> Path:
@@ -332,75 +286,6 @@ def is_cached(spec: ModelSpec) -> bool:
     return False
 
 
-def load_checkpoint(path: str | os.PathLike):
-    """``torch.load(path, weights_only=True)``; a file that is not a plain checkpoint
-    (text, truncated, a pickle that would import or run code) is a one-line ValueError."""
-    import pickle
-
-    import torch
-
-    if Path(path).is_dir():
-        raise ValueError(f"{path}: is a folder, not a weights file")
-    try:
-        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it all
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, IndexError, ValueError, KeyError) as exc:
-        # torch's weights_only message is a paragraph; its "WeightsUnpickler error:" part says why
-        text = " ".join(str(exc).split())
-        why = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
-        why = why.group(1) if why else text.split(". ")[0]
-        raise ValueError(f"{path}: not a PyTorch weights file ({type(exc).__name__}: {why or 'empty file'})") from exc
-
-
-def load_state_dict(path: str | os.PathLike) -> dict:
-    """Read a checkpoint safely (``weights_only=True``) and strip DataParallel ``module.``."""
-    obj = load_checkpoint(path)
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path}: not a state_dict (got {type(obj).__name__})")
-    # DataParallel prefixes only: AtomNet keys contain "res_module." legitimately
-    return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in obj.items()}
-
-
-def checkpoint_card(path: str | os.PathLike) -> dict[str, Any]:
-    """The record of a checkpoint (sampling, threshold, ...): ``<stem>.json`` beside it,
-    else the card inside an adapted-weights file, else {}."""
-    import json
-
-    sidecar = Path(path).with_suffix(".json")
-    if sidecar.is_file():
-        return json.loads(sidecar.read_text())
-    # an adapted .pt (atombench finetune) carries its card inside
-    obj = load_checkpoint(path) if Path(path).is_file() else None
-    if isinstance(obj, dict) and isinstance(obj.get("card"), dict):
-        return obj["card"]
-    return {}
-
-
-def _key_list(keys: list[str], n: int = 4) -> str:
-    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
-    return ", ".join(keys[:n]) + more
-
-
-def load_weights_into(net, state: dict, spec: ModelSpec, path: str | os.PathLike) -> None:
-    """Load ``state`` into ``net`` strictly; a mismatch names the model, the file and the keys."""
-    expected = net.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-              if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    problems = [f"{label}: {_key_list(keys)}" for label, keys in
-                (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", shapes)) if keys]
-    if problems:
-        raise ValueError(
-            f"weights file {path} does not fit model {spec.name!r} (architecture {spec.architecture}): "
-            f"{'; '.join(problems)}; pass weights trained for this architecture"
-        )
-    net.load_state_dict(state, strict=True)
-
-
 def load_network(
     spec: ModelSpec | str,
     weights: str | os.PathLike | None = None,
@@ -453,7 +338,8 @@ def get_locator(
     Parameters
     ----------
     name : str or ModelSpec
-        Registry name (see :func:`list_models`), or an unregistered spec.
+        Registry name (see :func:`list_models`), an adapted model's name or
+        ``.pt`` path (see :func:`resolve_model`), or an unregistered spec.
     weights : path, optional
         Any checkpoint of the same architecture; default: the registered weights.
     device : {"auto", "cpu", "cuda", "mps", ...}
@@ -480,7 +366,16 @@ def get_locator(
     -------
     AtomLocator
     """
-    spec = name if isinstance(name, ModelSpec) else get_spec(name)
+    spec, resolved = resolve_model(name, weights)
+    locator = _build_locator(spec, resolved, device, fidelity, download, sampling_aware, options)
+    if resolved is not weights:  # an adapted model: named after its file, not its base model
+        locator.name = Path(resolved).stem
+    return locator
+
+
+def _build_locator(spec: ModelSpec, weights, device: str, fidelity: str, download: bool,
+                   sampling_aware: bool | None, options: dict):
+    """:func:`get_locator` for a resolved spec and weights."""
     if sampling_aware and spec.trained_pixel_size_A is None:
         raise ValueError(f"sampling_aware=True: model {spec.name!r} records no trained sampling to rescale to")
     wrap = spec.trained_pixel_size_A is not None and sampling_aware is not False
@@ -500,7 +395,7 @@ def get_locator(
     locator = cls(spec, net, provenance, device=device, fidelity=fidelity, **merged)
     if not wrap and contrast is None:
         return locator
-    from .ours import SamplingAwareLocator
+    from .sampling import SamplingAwareLocator
 
     if not wrap:  # no sampling rule: the wrapper only mirrors dark columns
         return SamplingAwareLocator(locator, None, None, contrast=contrast)
@@ -516,35 +411,6 @@ def trained_sampling(spec: ModelSpec, weights: str | os.PathLike | None = None) 
         return float(spec.trained_pixel_size_A), float(spec.trained_separation_px or 14.0)
     record = checkpoint_card(weights) if weights is not None else {}
     return float(record.get("trained_pixel_size_A", 0.2)), float(record.get("trained_separation_px", 14.0))
-
-
-#: environment variable naming the folder of the user's adapted models
-USER_MODELS_DIR_ENV = "ATOMBENCH_USER_MODELS_DIR"
-
-
-def user_models_dir() -> Path:
-    """Folder of the user's adapted weights (``$ATOMBENCH_USER_MODELS_DIR``, else
-    ``models/`` next to the weights cache)."""
-    env_dir = os.environ.get(USER_MODELS_DIR_ENV)
-    return Path(env_dir).expanduser() if env_dir else cache_dir().parent / "models"
-
-
-def list_adapted_models(folder: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """One row per adapted-weights file (``atombench finetune`` output) in ``folder``
-    (default :func:`user_models_dir`): name (file stem), base model, image, validation F1, path.
-    Files that are not adapted weights are skipped."""
-    from .finetune import load_adapted_weights
-
-    folder = Path(folder) if folder is not None else user_models_dir()
-    rows = []
-    for path in sorted(folder.glob("*.pt")) if folder.is_dir() else []:
-        try:
-            card = load_adapted_weights(path)[1]
-        except (ValueError, RuntimeError, OSError):
-            continue
-        rows.append({"name": path.stem, "base_model": card.get("base_model", ""), "image_name": card.get("image_name", ""),
-                     "validation_f1": card.get("validation_f1"), "path": str(path)})
-    return rows
 
 
 def list_models() -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from .._napari.layers import layer_pixel_size_A, points_size_px, set_layer_pixel_size_A
 from .._napari.session import DEFAULT_MODEL
-from ..models.registry import REGISTRY, get_locator
+from ..models.registry import REGISTRY, get_locator, list_adapted_models
 from ._worker import message_label, set_message, start_job
 
 if TYPE_CHECKING:
@@ -44,6 +44,11 @@ def _locate(make_locator, image, pixel_size_A, *, progress, cancelled):
     return locator, locator.locate(image, pixel_size_A, progress=progress, cancelled=cancelled)
 
 
+def _model_names(_=None) -> list[str]:
+    """The registered models, then the user's adapted ones by name (re-read on reset_choices)."""
+    return list(REGISTRY) + [row["name"] for row in list_adapted_models() if row["name"] not in REGISTRY]
+
+
 class RunModelWidget(Container):
     """Run a registered atom-locating model on an image layer."""
 
@@ -54,7 +59,7 @@ class RunModelWidget(Container):
         self.pixel_size = FloatSpinBox(label="pixel size (Å/px)", value=0.0, min=0.0, max=100.0, step=0.001,
                                        tooltip="0: unknown. Read from and written to the image layer's metadata")
         self.pixel_size_warning = Label(value="")
-        self.model = ComboBox(label="model", choices=list(REGISTRY),
+        self.model = ComboBox(label="model", choices=_model_names,
                               value=DEFAULT_MODEL if DEFAULT_MODEL in REGISTRY else None)
         self.weights = FileEdit(label="weights (optional)", mode="r", filter="*.pt *.pth")
         self.weights_dir = FileEdit(label="weights folder", mode="d")
@@ -114,13 +119,13 @@ class RunModelWidget(Container):
 
     # -- run
     def _options(self) -> dict[str, Any]:
-        spec = REGISTRY[self.model.value]
+        spec = REGISTRY.get(self.model.value)  # None: an adapted model (atombench family)
         options: dict[str, Any] = {
             "rescale": float(self.rescale.value),
             "tile_size": int(self.tile_size.value),
             "refine": bool(self.refine.value),
         }
-        if spec.family == "atomnet":
+        if spec is not None and spec.family == "atomnet":
             options["threshold"] = float(self.threshold.value)
         return options
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .cli import UserError, device_name, integer, non_negative, output_file
-from .core.benchmark import (COLUMN_SPACING_PM, DEFAULT_KNOBS, build_series, parse_knob, resolve_locator,
+from . import UserError, device_name, integer, non_negative, output_file
+from ..core.benchmark import (COLUMN_SPACING_PM, DEFAULT_KNOBS, build_series, parse_knob, resolve_locator,
                              run_benchmark, run_robustness, summarise)
-from .core.dataset import generality_note, open_dataset
-from .core.io import atomic_write_text
+from ..core.dataset import generality_note, open_dataset
+from ..core.io import atomic_write_text
 
 SUMMARY_COLUMNS = ["model", "n_cases", "n_errors", "n_passed", "recall_mean", "precision_mean", "rmse_A_mean", "seconds"]
 
@@ -43,7 +43,7 @@ def _progress_bar(total_label: str, enabled: bool):
 
 def add_common_run_arguments(parser) -> None:
     parser.add_argument("--model", action="append", required=True, metavar="NAME",
-                        help="registry name or module:attribute of a locator (repeat for more)")
+                        help="registry or adapted model name, an adapted .pt, or module:attribute of a locator (repeat for more)")
     parser.add_argument("--scheduler", default="threads",
                         help="threads, processes, sync, or a dask.distributed address (tcp://host:port)")
     parser.add_argument("--workers", type=integer(1), default=None, help="local workers (default: min(2, cores))")
@@ -56,7 +56,7 @@ def add_common_run_arguments(parser) -> None:
 
 
 def _run_options(args) -> dict:
-    from .models.registry import get_locator
+    from ..models.registry import get_locator
 
     options = {"scheduler": args.scheduler, "num_workers": args.workers, "paper_compatible": args.paper_compatible,
                "border_margin_px": args.border_margin_px, "locator_factory": get_locator}
@@ -69,7 +69,7 @@ def _loadable_models(args) -> list[str]:
     """The ``--model`` names whose locator loads, each tried once here (not once per case:
     a missing download or a bad weights file fails the same way every time); each one
     that fails is reported in one line. Raises UserError when none loads."""
-    from .models.registry import get_locator
+    from ..models.registry import get_locator
 
     options = {"device": args.device} if args.device else {}
     loadable, failures = [], []
@@ -157,7 +157,7 @@ def add_robustness_arguments(parser) -> None:
 
 
 def run_robustness_cli(args) -> int:
-    from .core.plots import radar_figure, save_figure, score_vs_knob_figure
+    from ..core.plots import radar_figure, save_figure, score_vs_knob_figure
 
     start = time.perf_counter()
     if args.out.exists() and not args.out.is_dir():
@@ -187,3 +187,23 @@ def run_robustness_cli(args) -> int:
     print(f"{len(series)} series in {time.perf_counter() - start:.1f} s (simulation {simulated - start:.1f} s); "
           f"tables and plots in {args.out}")
     return _report_errors(args, table[table["error"].fillna("") != ""], len(table))
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "benchmark",
+        help="score models on a dataset (folder with cases.csv or wei_atom.h5) -> CSV",
+        description="Run one or more locators over every case of a dataset and write one row per "
+        "(case, model): scores, image-quality metrics, seconds and any error.",
+    )
+    add_benchmark_arguments(parser)
+    parser.set_defaults(func=run_benchmark_cli)
+    parser = subparsers.add_parser(
+        "robustness",
+        help="find where models fail along simulated degradation series; radar plot",
+        description="Score models along simulated SrTiO3 [100] / WS2 series, find each model's "
+        "cutoff per knob (first failure of recall >= 0.9, precision >= 0.95, RMSE <= 0.3 A) "
+        "and draw the radar and score-vs-knob plots.",
+    )
+    add_robustness_arguments(parser)
+    parser.set_defaults(func=run_robustness_cli)

@@ -1,19 +1,18 @@
-"""The ``atombench locate`` and ``atombench models`` subcommands (logic; cli.py registers them)."""
+"""``atombench locate``: find atom columns in an image with a named model."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from .registry import DEFAULT_MODEL
+from ..models.registry import DEFAULT_MODEL
+from . import device_name, integer, number, output_file, pixel_size_A
 
 #: Largest --rescale: an 8x upsampled 2048² image is already 1 GiB of float32 per map.
 MAX_RESCALE = 8.0
 
 
-def add_locate(subparsers) -> None:
-    from ..cli import device_name, integer, number, output_file, pixel_size_A, positive
-
+def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "locate",
         help="find atom columns in an image with a named model",
@@ -21,7 +20,7 @@ def add_locate(subparsers) -> None:
     )
     parser.add_argument("image", type=Path)
     parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"registry name (see `atombench models`; default: {DEFAULT_MODEL}, ours)")
+                        help=f"registry or adapted model name, or an adapted .pt (see `atombench models`; default: {DEFAULT_MODEL}, ours)")
     parser.add_argument("--pixel-size-A", dest="pixel_size_A", type=pixel_size_A,
                         help="override the file's pixel size (Å/px)")
     parser.add_argument("--weights", type=Path, help="checkpoint file of the same architecture")
@@ -46,11 +45,11 @@ def run_locate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..core.io import atomic_write_bytes, read_image, resolve_pixel_size, write_positions
-    from .registry import get_locator
+    from ..models.registry import get_locator
 
     image, image_px, _ = read_image(args.image)
     pixel_size_A, _ = resolve_pixel_size(("--pixel-size-A", args.pixel_size_A), (str(args.image), image_px))
-    out = args.out or args.image.with_name(f"{args.image.stem}_{args.model}.csv")
+    out = args.out or args.image.with_name(f"{args.image.stem}_{Path(args.model).stem}.csv")
     options = {"rescale": args.rescale, "refine": args.refine, "bf16": args.bf16}
     if args.tile_size is not None:
         options["tile_size"] = args.tile_size
@@ -71,26 +70,4 @@ def run_locate(args: argparse.Namespace) -> int:
     polarity = result.metadata.get("contrast_used")
     polarity = f", contrast: {polarity}" if polarity else ""
     print(f"{len(result.positions_rc)} positions ({args.model}, {args.fidelity}, frame: {frame}{polarity}) -> {out}")
-    return 0
-
-
-def add_models(subparsers) -> None:
-    parser = subparsers.add_parser("models", help="list the registered models and their weights")
-    parser.set_defaults(func=run_models)
-
-
-def run_models(args: argparse.Namespace) -> int:
-    from .registry import list_adapted_models, list_models, user_models_dir
-
-    rows = list_models()
-    width = max(len(r["name"]) for r in rows)
-    print(f"{'name':<{width}}  {'family':<10}  {'architecture':<16}  {'cached':<6}  weights")
-    for r in rows:
-        cached = "yes" if r["cached"] else "no"
-        print(f"{r['name']:<{width}}  {r['family']:<10}  {r['architecture']:<16}  {cached:<6}  {r['weights']}")
-    adapted = list_adapted_models()
-    if adapted:
-        print(f"\nadapted models in {user_models_dir()} (use with --weights):")
-    for r in adapted:
-        print(f"{r['name']}  base {r['base_model']}  image {r['image_name']}  validation F1 {r['validation_f1']}  {r['path']}")
     return 0

@@ -1,0 +1,73 @@
+"""``atombench train``: train an architecture on simulated images."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from . import UserError, check_input_file, device_name, integer, output_file, pixel_size_A, positive
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model architecture on simulated images",
+        description="Train ARCH (atombench_unet, resatomsegnet_s2, atomsegnet, unet, nestedunet) on "
+        "simulated images generated on the fly; checkpoints are resumable.",
+    )
+    parser.add_argument("arch")
+    parser.add_argument("--steps", type=integer(1), default=1000)
+    parser.add_argument("--out", type=output_file, required=True, help="checkpoint file (.pt)")
+    parser.add_argument("--quick", action="store_true", help="at most 5 steps on tiny 32² crops (tests)")
+    parser.add_argument("--resume", type=Path, help="continue from this checkpoint")
+    parser.add_argument("--device", type=device_name, default="auto")
+    parser.add_argument("--seed", type=integer(0), default=0)
+    parser.add_argument("--batch-size", type=integer(1), default=8)
+    parser.add_argument("--crop", type=integer(16), default=128, help="training crop side in pixels")
+    parser.add_argument("--pool-size", type=integer(1), default=2000, help="simulated scenes generated up front")
+    parser.add_argument("--lr", type=positive, default=2e-3)
+    parser.add_argument("--threads", type=integer(1), help="torch CPU threads")
+    parser.add_argument("--max-minutes", type=positive, help="stop (and checkpoint) after this wall time")
+    parser.add_argument("--base-channels", type=integer(1), default=16, help="atombench_unet width")
+    parser.add_argument("--native-pixel-size", type=pixel_size_A, nargs=2, metavar=("MIN_A", "MAX_A"),
+                        help="simulate scenes at pixel sizes in this range (Å) and resample them to the "
+                        "trained sampling, as inference does (default: the trained pixel size ± 25 %%)")
+    parser.add_argument("--normalize-window", type=integer(3), metavar="PX",
+                        help="atombench_unet: standardise inference inputs in a sliding window of this side "
+                        "(use the crop size); default: whole image")
+    parser.add_argument("--resolution-pm", type=positive, nargs=2, metavar=("MIN_PM", "MAX_PM"),
+                        help="probe FWHM range (pm), log-uniform, capped where labelled columns would merge "
+                        "(default: uniform 60-125 pm)")
+    parser.add_argument("--modalities", action="store_true",
+                        help="v3 recipe: add ABF, iDPC-like, low-dose light-element, nanoparticle and thick-support "
+                        "scenes and JPEG/low-pass/row-offset artefacts (label policy: docs/models.md)")
+    parser.add_argument("--pool-workers", type=integer(1), default=1,
+                        help="processes generating the --modalities pool (same pool for any number)")
+    parser.add_argument("--export-weights", type=output_file, help="also write fp16 weights + JSON record here")
+    parser.set_defaults(func=run_train)
+
+
+def run_train(args) -> int:
+    from ..models.train import TrainConfig, export_weights, train
+
+    for flag, pair in (("--native-pixel-size", args.native_pixel_size), ("--resolution-pm", args.resolution_pm)):
+        if pair and pair[0] > pair[1]:
+            raise UserError(f"{flag} {pair[0]:g} {pair[1]:g}: give MIN then MAX")
+    check_input_file("--resume", args.resume)
+    if args.quick:
+        args.steps, args.crop, args.pool_size, args.batch_size = min(args.steps, 5), 32, 4, 2
+    config = TrainConfig(
+        architecture=args.arch, steps=args.steps, batch_size=args.batch_size, crop_px=args.crop,
+        pool_size=args.pool_size, lr=args.lr, seed=args.seed, device=args.device, threads=args.threads,
+        max_minutes=args.max_minutes, checkpoint_every=50, log_every=1 if args.quick else 10,
+        arch_kwargs={"base_channels": args.base_channels, "depth": 3} if args.arch == "atombench_unet" else {},
+        native_pixel_size_A=tuple(args.native_pixel_size) if args.native_pixel_size else None,
+        normalize_window_px=args.normalize_window,
+        resolution_pm=tuple(args.resolution_pm) if args.resolution_pm else None,
+        modalities=args.modalities, pool_workers=args.pool_workers,
+    )
+    summary = train(config, args.out, resume=args.resume, log=lambda m: print(m, flush=True))
+    if args.export_weights is not None:
+        export_weights(args.out, args.export_weights, card={"command": "atombench " + " ".join(sys.argv[1:])})
+    print(f"checkpoint {summary['checkpoint']} at step {summary['step']} ({summary['wall_s']:.0f} s)")
+    return 0

@@ -1,0 +1,1 @@
+"""Network builders of our own architectures (the published ones live in ``atomnet`` and ``atomsegnet``)."""

@@ -1,0 +1,67 @@
+"""``atombench_unet``: our compact U-Net (built lazily: importing this module does not import torch)."""
+
+from __future__ import annotations
+
+import functools
+
+
+def build_atombench_unet(base_channels: int = 16, depth: int = 3):
+    """Our compact U-Net (see :class:`AtomBenchUNet`)."""
+    return _net_classes()(base_channels=base_channels, depth=depth)
+
+
+@functools.lru_cache(maxsize=1)
+def _net_classes():
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Block(nn.Sequential):
+        def __init__(self, cin: int, cout: int):
+            super().__init__(
+                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+            )
+
+    class AtomBenchUNet(nn.Module):
+        """Compact U-Net: ``depth`` poolings, channels ``base * 2**level``, BN + ReLU,
+        bilinear upsampling and skip concatenation; one output channel of logits
+        (``forward`` returns them; apply a sigmoid for the heatmap).
+
+        Input side lengths must be multiples of ``2**depth``.
+        """
+
+        def __init__(self, base_channels: int = 16, depth: int = 3):
+            super().__init__()
+            self.depth = int(depth)
+            self.downsampling = 2**self.depth
+            chans = [base_channels * 2**k for k in range(self.depth + 1)]
+            self.enc = nn.ModuleList([Block(1, chans[0])] + [Block(chans[k - 1], chans[k]) for k in range(1, self.depth + 1)])
+            self.dec = nn.ModuleList([Block(chans[k + 1] + chans[k], chans[k]) for k in range(self.depth)])
+            self.head = nn.Conv2d(chans[0], 1, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            skips = []
+            for k, block in enumerate(self.enc):
+                x = block(x if k == 0 else F.max_pool2d(x, 2))
+                skips.append(x)
+            x = skips.pop()
+            for k in reversed(range(self.depth)):
+                x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+                x = self.dec[k](torch.cat([skips[k], x], dim=1))
+            return self.head(x)
+
+        def logits(self, x: torch.Tensor) -> torch.Tensor:
+            return self.forward(x)
+
+    return AtomBenchUNet
+
+
+def __getattr__(name: str):  # lazy: importing this module must not import torch
+    if name == "AtomBenchUNet":
+        return _net_classes()
+    raise AttributeError(name)
