@@ -58,7 +58,8 @@ from .file_checks import (
     read_csv_rows,
 )
 from .h5_inventory import _decode, align_metadata, describe_h5, is_pandas_store, read_pandas_metadata
-from .io import _as_positions, as_image_2d, atomic_write_text, read_image, read_positions, write_positions
+from ._validate import as_image_2d, as_positions
+from .io import atomic_write_text, read_image, read_positions, write_positions
 
 __all__ = [
     "CASE_COLUMNS",
@@ -165,12 +166,12 @@ def load_case(case: Case) -> CaseData:
     raw = None
     if case.image is not None:
         image = as_image_2d(case.image, name=case.case)
-        truth = _as_positions(case.truth_rc if case.truth_rc is not None else np.zeros((0, 2)), "truth_rc")
+        truth = as_positions(case.truth_rc if case.truth_rc is not None else np.zeros((0, 2)), "truth_rc")
         raw = case.raw
     elif case.h5_path is not None:
         with file_errors(case.h5_path, "benchmark HDF5"):
             image, truth, raw = _read_wei_case(case.h5_path, case.h5_key)
-            truth = _as_positions(truth, f"{Path(case.h5_path).name}: coordinates of image {case.h5_key}")
+            truth = as_positions(truth, f"{Path(case.h5_path).name}: coordinates of image {case.h5_key}")
     elif case.image_path is not None:
         image, _, _ = read_image(case.image_path)
         truth = read_positions(case.labels_path).positions_rc if case.labels_path else np.zeros((0, 2))

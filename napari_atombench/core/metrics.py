@@ -50,7 +50,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from .io import _as_positions
+from ._validate import as_positions
 from .match import MatchResult, candidate_pairs, match_positions
 
 __all__ = [
@@ -135,7 +135,7 @@ def filter_border(positions_rc, image_shape: tuple[int, int], margin_px: float) 
     A position at row r is kept when ``margin_px <= r <= rows - 1 - margin_px``
     (pixel centres at integers), and likewise for columns.
     """
-    positions = _as_positions(positions_rc)
+    positions = as_positions(positions_rc)
     rows, cols = image_shape
     r, c = positions[:, 0], positions[:, 1]
     return (r >= margin_px) & (r <= rows - 1 - margin_px) & (c >= margin_px) & (c <= cols - 1 - margin_px)
@@ -263,8 +263,8 @@ def compare_positions(
     -------
     Comparison
     """
-    predicted = _as_positions(predicted_rc, "predicted_rc")
-    truth = _as_positions(truth_rc, "truth_rc")
+    predicted = as_positions(predicted_rc, "predicted_rc")
+    truth = as_positions(truth_rc, "truth_rc")
     _check_border_margin(border_margin_px, image_shape)
     if border_margin_px and not paper_compatible:
         return _compare_with_ignored_border(predicted, truth, image_shape, border_margin_px,
