@@ -308,7 +308,7 @@ def render_columns(
     shape: tuple[int, int],
     positions_rc: np.ndarray,
     amplitudes: np.ndarray,
-    sigma_px: float,
+    sigma_px: float | np.ndarray,
     *,
     background: float = 0.0,
     dx: np.ndarray | None = None,
@@ -328,7 +328,8 @@ def render_columns(
         Specimen positions (row, col) in pixels.
     amplitudes : ndarray, shape (N,)
         Peak heights.
-    sigma_px : float
+    sigma_px : float or ndarray, shape (N,)
+        One sigma for all columns, or one per column.
     background : float
     dx : ndarray, shape (rows, cols), optional
         Fast-scan (column) offset of the beam at each pixel, in pixels.
@@ -354,7 +355,11 @@ def render_columns(
         dx = np.zeros(shape)
     if dy is None:
         dy = np.zeros(rows)
-    base_half = int(np.ceil(5.0 * sigma_px))
+    if np.ndim(sigma_px):  # one sigma per column: broadcast along the window axes
+        sigma_px = np.asarray(sigma_px, dtype=float).reshape(-1, 1)
+        if len(sigma_px) != len(positions_rc):
+            raise ValueError(f"sigma_px has {len(sigma_px)} values for {len(positions_rc)} columns")
+    base_half = int(np.ceil(5.0 * np.max(sigma_px, initial=0.0)))
     spread = 0.0
     if distorted:
         # the window is centred on the distorted position, so it only has to cover
@@ -391,7 +396,8 @@ def render_columns(
         cc_field = np.clip(cc, 0, cols - 1)
         gr = np.exp(-inv2s2 * (rr + dy[rr_field] - r[:, None]) ** 2)
         shifted = cc[:, None, :] + dx[rr_field[:, :, None], cc_field[:, None, :]]
-        window = gr[:, :, None] * np.exp(-inv2s2 * (shifted - c[:, None, None]) ** 2)
+        inv2s2_3d = inv2s2[:, :, None] if np.ndim(inv2s2) else inv2s2
+        window = gr[:, :, None] * np.exp(-inv2s2_3d * (shifted - c[:, None, None]) ** 2)
     else:
         gr = np.exp(-inv2s2 * (rr - r[:, None]) ** 2)
         gc = np.exp(-inv2s2 * (cc - c[:, None]) ** 2)
