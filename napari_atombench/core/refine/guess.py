@@ -46,7 +46,7 @@ def _sigma_from_disk_volume(q, radius2):
     """Sigma of Gaussians whose volume inside a disk of radius**2 ``radius2`` is ``2 pi A q``.
 
     The disk holds the fraction ``1 - exp(-R**2 / (2 s**2))`` of a Gaussian's
-    volume ``2 pi A s**2``, so ``q = s**2 (1 - exp(-u)) / ... `` with
+    volume ``2 pi A s**2``, so ``q = s**2 (1 - exp(-u))`` with
     ``u = R**2 / (2 s**2)``, i.e. ``(1 - exp(-u)) / u = 2 q / R**2``. Reading
     ``q`` as ``s**2`` (the whole volume) is only right for ``R >~ 2.5 s``;
     for a disk of about half the window and columns of about a quarter of the
@@ -56,9 +56,9 @@ def _sigma_from_disk_volume(q, radius2):
     ``inf``.
     """
     target = 2.0 * np.asarray(q, dtype=np.float64) / radius2
-    lo = np.full(target.shape, np.log(1e-6))
-    hi = np.full(target.shape, np.log(50.0))
-    for _ in range(40):  # 40 halvings of a log-range of 17.7: u to 1e-11 relative
+    lo = np.full(target.shape, np.log(1e-8))  # sigma = 7000 R
+    hi = np.full(target.shape, np.log(1e6))  # sigma = R / 1400
+    for _ in range(48):  # 48 halvings of a log-range of 32: u to 1e-13 relative
         mid = 0.5 * (lo + hi)
         u = np.exp(mid)
         too_small_u = -np.expm1(-u) / u > target  # g(u) still above the target: u must grow
