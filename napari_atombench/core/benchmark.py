@@ -41,7 +41,7 @@ import pandas as pd
 from .._types import Cancelled, ProgressCallback
 from .dataset import Case, Dataset, load_case, series_dataset
 from .io import atomic_write_text
-from .metrics import PASS_CRITERIA, Score, aggregate_scores, score_positions
+from .metrics import PASS_CRITERIA, Score, ScoringOptions, aggregate_scores, score_positions
 from .quality import QUALITY_COLUMNS, quality_metrics
 
 __all__ = [
@@ -151,7 +151,7 @@ def _case_quality(case: Case) -> dict:
         return {name: None for name in QUALITY_COLUMNS}
 
 
-def _locate_task(case: Case, model, options: dict, score_options: dict, cancelled=None,
+def _locate_task(case: Case, model, options: dict, scoring: ScoringOptions, cancelled=None,
                  torch_threads: int | None = None, locator_factory: LocatorFactory | None = None) -> dict:
     """Run one model on one case; errors are returned, never raised.
 
@@ -169,8 +169,8 @@ def _locate_task(case: Case, model, options: dict, score_options: dict, cancelle
         result = locator.locate(data.image, case.pixel_size_A, cancelled=cancelled)
         row["seconds"] = time.perf_counter() - start
         positions = np.asarray(result.positions_rc, dtype=float).reshape(-1, 2)
-        score = score_positions(positions, data.truth_rc, pixel_size_A=case.pixel_size_A,
-                                image_shape=data.image.shape, **score_options)
+        score = score_positions(positions, data.truth_rc, scoring, pixel_size_A=case.pixel_size_A,
+                                image_shape=data.image.shape)
         row.update(score.as_dict())
     except Exception as exc:  # noqa: BLE001 - a failing case must not stop the run
         if isinstance(exc, Cancelled):
@@ -286,8 +286,8 @@ def run_benchmark(
     if not cases:
         raise ValueError("the dataset has no cases (check the filters)")
     options = dict(model_options or {})
-    score_options = {"max_distance_A": max_distance_A, "paper_compatible": paper_compatible,
-                     "border_margin_px": float(border_margin_px)}
+    scoring = ScoringOptions(max_distance_A=max_distance_A, paper_compatible=paper_compatible,
+                             border_margin_px=float(border_margin_px))
     local = scheduler in ("threads", "processes", "sync", "synchronous", "single-threaded")
     can_cancel_inside = scheduler in ("threads", "sync", "synchronous", "single-threaded")
     inner_cancel = cancelled if can_cancel_inside else None
@@ -297,7 +297,7 @@ def run_benchmark(
     tasks = []
     for case in cases:
         for model in models:
-            tasks.append(dask.delayed(_locate_task, pure=False)(case, model, options, score_options, inner_cancel,
+            tasks.append(dask.delayed(_locate_task, pure=False)(case, model, options, scoring, inner_cancel,
                                                                 per_process_threads, locator_factory))
     quality_tasks = [dask.delayed(_case_quality, pure=False)(case) for case in cases] if quality else []
     everything = tasks + quality_tasks
