@@ -26,7 +26,7 @@ from ._result import (
 from .com import _com_batch
 from .guess import _initial_guess, _unpack
 from .joint import _fit_groups, _group_columns
-from ..simulate import render_columns
+from ..image_formation import render_columns
 
 
 
