@@ -1,8 +1,10 @@
-"""Crystal projections for the simulator: a 2D cell and its atom columns, tiled over a field of view."""
+"""Specimens for the simulator: crystal projections (a 2D cell and its atom columns) tiled over a
+field of view, with grain boundaries, interfaces, single atoms and point defects."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import numpy as np
 
@@ -237,3 +239,99 @@ def lattice_positions(
     return positions_rc[inside][order], names[inside][order].astype(str)
 
 
+def _columns(
+    crystal: Crystal | None,
+    shape: tuple[int, int],
+    pixel_size_A: float,
+    rng: np.random.Generator,
+    *,
+    rotation_deg: float,
+    origin_rc: tuple[float, float] | None,
+    margin_px: float,
+    species: Iterable[str] | None,
+    z_exponent: float,
+    boundary: str | None,
+    boundary_rotation_deg: float,
+    boundary_crystal: Crystal | str | None,
+    boundary_col: float | None,
+    adatoms_per_nm2: float,
+    adatom_z: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Specimen columns (positions, species, weight = sum Z**n) before defects."""
+    rows, cols = shape
+    chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def tile(xtal: Crystal, rotation: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pos, names = lattice_positions(
+            xtal, shape, pixel_size_A, rotation_deg=rotation, origin_rc=origin_rc, margin_px=margin_px
+        )
+        if species is not None:
+            keep = np.isin(names, list(species))
+            pos, names = pos[keep], names[keep]
+        per_species = {n: xtal.column_weight(n, z_exponent) for n in set(names.tolist())}
+        weights = np.array([per_species[n] for n in names.tolist()], dtype=float)
+        return pos, names, weights
+
+    if crystal is not None:
+        first = tile(crystal, rotation_deg)
+        if boundary is None:
+            chunks.append(first)
+        else:
+            if boundary == "grain":
+                other_crystal, other_rotation = crystal, rotation_deg + boundary_rotation_deg
+            elif boundary == "interface":
+                if boundary_crystal is None:
+                    raise ValueError("boundary='interface' needs boundary_crystal")
+                other_crystal, other_rotation = get_crystal(boundary_crystal), rotation_deg + boundary_rotation_deg
+            else:
+                raise ValueError(f"boundary must be None, 'grain' or 'interface', not {boundary!r}")
+            split = (cols - 1) / 2.0 if boundary_col is None else float(boundary_col)
+            second = tile(other_crystal, other_rotation)
+            left = first[0][:, 1] < split
+            right = second[0][:, 1] >= split
+            a = tuple(x[left] for x in first)
+            b = tuple(x[right] for x in second)
+            # drop columns of the second grain that overlap the first across the boundary
+            if len(a[0]) and len(b[0]):
+                from scipy.spatial import cKDTree
+
+                min_sep_px = 0.9 / pixel_size_A
+                dist, _ = cKDTree(a[0]).query(b[0], k=1)
+                b = tuple(x[dist >= min_sep_px] for x in b)
+            chunks.extend([a, b])  # type: ignore[list-item]
+    if adatoms_per_nm2 > 0:
+        area_nm2 = (rows + 2 * abs(margin_px)) * (cols + 2 * abs(margin_px)) * (pixel_size_A / 10.0) ** 2
+        n = rng.poisson(adatoms_per_nm2 * area_nm2)
+        pos = np.column_stack(
+            [rng.uniform(margin_px, rows - 1 - margin_px, n), rng.uniform(margin_px, cols - 1 - margin_px, n)]
+        )
+        if len(pos) > 1:
+            # no two single atoms closer than 2 Å
+            from scipy.spatial import cKDTree
+
+            pairs = cKDTree(pos).query_pairs(2.0 / pixel_size_A, output_type="ndarray")
+            drop = np.unique(pairs[:, 1]) if len(pairs) else np.array([], int)
+            pos = np.delete(pos, drop, axis=0)
+        chunks.append((pos, np.full(len(pos), f"Z{adatom_z}"), np.full(len(pos), float(adatom_z) ** z_exponent)))
+    if not chunks:
+        return np.zeros((0, 2)), np.zeros(0, dtype=str), np.zeros(0)
+    pos = np.concatenate([c[0] for c in chunks]).reshape(-1, 2)
+    names = np.concatenate([c[1] for c in chunks]).astype(str)
+    weights = np.concatenate([c[2] for c in chunks]).astype(float)
+    return pos, names, weights
+
+
+def _specimen(xtal, shape, pixel_size_A, rng, *, vacancy_fraction, substitution_fraction, substitution_weight,
+              **column_options) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Columns (positions, species, weight relative to the brightest column type) with point defects."""
+    positions, names, weights = _columns(xtal, shape, pixel_size_A, rng, **column_options)
+    # relative weights: the brightest column type is 1 (before substitutions)
+    relative = weights / weights.max() if len(weights) else weights
+    if vacancy_fraction > 0 and len(positions):
+        keep = rng.random(len(positions)) >= vacancy_fraction
+        positions, names, relative = positions[keep], names[keep], relative[keep]
+    if substitution_fraction > 0 and len(positions):
+        swapped = rng.random(len(positions)) < substitution_fraction
+        relative = np.where(swapped, relative * substitution_weight, relative)
+        names = np.where(swapped, np.char.add(names.astype(str), "*"), names)
+    return positions, names, relative

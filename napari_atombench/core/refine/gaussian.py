@@ -88,6 +88,7 @@ def _check_fit(fit, start, half, image_shape):
     return reason
 
 
+# over 80 lines only by its numpydoc docstring (the code is under 80)
 def refine_gaussian(
     image,
     positions_rc,
