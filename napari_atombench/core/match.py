@@ -63,6 +63,7 @@ from scipy.sparse.csgraph import connected_components, min_weight_full_bipartite
 from scipy.spatial import cKDTree
 
 from ._validate import as_positions
+from .geometry import nearest_neighbour_distances_px
 
 __all__ = ["MAX_CANDIDATES_PER_POINT", "MatchResult", "bounded_candidate_pairs", "candidate_pairs", "match_positions",
            "nearest_neighbour_distances_px"]
@@ -106,16 +107,6 @@ class MatchResult:
     @property
     def n_fn(self) -> int:
         return int(len(self.unmatched_truth))
-
-
-def nearest_neighbour_distances_px(positions_rc) -> np.ndarray:
-    """Distance (px) from each position to its nearest other one (0 for a duplicate);
-    empty with fewer than two positions."""
-    positions = as_positions(positions_rc)
-    if len(positions) < 2:
-        return np.zeros(0)
-    distance, _ = cKDTree(positions).query(positions, k=2)
-    return distance[:, 1]
 
 
 def candidate_pairs(

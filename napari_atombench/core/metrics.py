@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from ._validate import as_positions
+from .geometry import filter_border
 from .match import MatchResult, candidate_pairs, match_positions
 
 __all__ = [
@@ -180,18 +181,6 @@ def resolve_max_distance_px(
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"the matching radius must be a positive number of pixels, not {value!r}")
     return value
-
-
-def filter_border(positions_rc, image_shape: tuple[int, int], margin_px: float) -> np.ndarray:
-    """Boolean mask of positions at least ``margin_px`` inside the image.
-
-    A position at row r is kept when ``margin_px <= r <= rows - 1 - margin_px``
-    (pixel centres at integers), and likewise for columns.
-    """
-    positions = as_positions(positions_rc)
-    rows, cols = image_shape
-    r, c = positions[:, 0], positions[:, 1]
-    return (r >= margin_px) & (r <= rows - 1 - margin_px) & (c >= margin_px) & (c <= cols - 1 - margin_px)
 
 
 def _check_border_margin(margin_px: float, image_shape: tuple[int, int] | None) -> None:

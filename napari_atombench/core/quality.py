@@ -40,7 +40,7 @@ import math
 import numpy as np
 
 from ._validate import as_image_2d, as_positions
-from .match import nearest_neighbour_distances_px
+from .geometry import nearest_neighbour_distances_px
 
 __all__ = [
     "FWHM_PER_SIGMA",

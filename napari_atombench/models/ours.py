@@ -32,7 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from ..core.geometry import resample
 from ..core.metrics import filter_border
+from ..core.peaks import one_per_plateau
 from ._pipeline import (
     autocast_context,
     check_rescale,
@@ -112,24 +114,6 @@ def __getattr__(name: str):  # lazy: importing this module must not import torch
 
 
 # --------------------------------------------------------------------- image rescaling
-
-
-def resample(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Resize a float image to ``shape`` (bilinear, antialiased when shrinking).
-
-    Pixel centres map as ``src = (dst + 0.5) * in / out - 0.5`` (see
-    :func:`positions_to_frame`).
-    """
-    import torch
-    import torch.nn.functional as F
-
-    image = np.asarray(image, dtype=np.float32)
-    if tuple(shape) == image.shape:
-        return image.copy()
-    t = torch.from_numpy(np.ascontiguousarray(image))[None, None]
-    shrinking = shape[0] < image.shape[0] or shape[1] < image.shape[1]
-    out = F.interpolate(t, size=tuple(int(s) for s in shape), mode="bilinear", align_corners=False, antialias=shrinking)
-    return out[0, 0].numpy()
 
 
 def _estimate_separation_px(image: np.ndarray) -> float | None:
@@ -323,7 +307,7 @@ def heatmap_peaks(prob: np.ndarray, threshold: float = 0.3, min_distance_px: int
     # is outside, or within half a pixel of the edge): not a located column
     peaks[[0, -1], :] = False
     peaks[:, [0, -1]] = False
-    r, c = np.nonzero(peaks)
+    r, c = one_per_plateau(peaks)  # two pixels that tie exactly are one column
     if len(r) == 0:
         return np.zeros((0, 2))
     h = int(min_distance_px)

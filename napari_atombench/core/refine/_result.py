@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..._types import Cancelled
 from .._windows import outside_image
-from ..match import nearest_neighbour_distances_px
+from ..geometry import nearest_neighbour_distances_px
 
 STATUS_CONVERGED = "converged"
 STATUS_FELL_BACK = "fell back"
