@@ -4,7 +4,9 @@
   mass in a disk around each column.
 * :func:`refine_gaussian` - 2D Gaussian (isotropic, or elliptical with
   rotation) plus a flat background per column, fitted by a batched
-  Levenberg-Marquardt over all windows at once. With ``overlapping=True``,
+  Levenberg-Marquardt over all windows at once, then refitted with the
+  other columns' Gaussians subtracted (so neighbours' tails do not lift the
+  background of a weak column or widen a dumbbell). With ``overlapping=True``,
   columns whose windows overlap are grouped (closest pairs first, at most
   ``max_group_size`` per group) and each group is fitted as a sum of
   Gaussians over one shared background, so a close pair (dumbbell) is not
