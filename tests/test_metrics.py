@@ -239,3 +239,26 @@ def test_table_and_aggregate():
     grouped = aggregate_scores(table, by="model")
     assert grouped.set_index("model").loc["b", "n_images"] == 2
     assert isinstance(grouped, pd.DataFrame)
+
+
+def test_scoring_options_object_and_keywords_score_alike():
+    from napari_atombench.core.metrics import ScoringOptions, compare_positions
+
+    rng = np.random.default_rng(3)
+    truth = rng.uniform(0, 100, (200, 2))
+    predicted = truth + rng.normal(0, 1.0, truth.shape)
+    keywords = dict(pixel_size_A=0.2, max_distance_A=0.3, border_margin_px=5.0, image_shape=(100, 100))
+    options = ScoringOptions(**keywords)
+    by_object = score_positions(predicted, truth, options)
+    assert by_object == score_positions(predicted, truth, **keywords)
+    # keywords override the object's fields, and every field is applied
+    wider = score_positions(predicted, truth, options, max_distance_A=1.0)
+    assert wider == score_positions(predicted, truth, **{**keywords, "max_distance_A": 1.0})
+    assert wider.n_tp > by_object.n_tp
+    assert by_object.max_distance_px == pytest.approx(options.radius_px()) == pytest.approx(1.5)
+    comparison = compare_positions(predicted, truth, options.replace(paper_compatible=True))
+    assert comparison.score.paper_compatible
+    with pytest.raises(TypeError, match="unknown scoring option.*max_distance_nm"):
+        score_positions(predicted, truth, options, max_distance_nm=0.1)
+    with pytest.raises(Exception):  # frozen: one options object can be shared by every task
+        options.pixel_size_A = 1.0  # type: ignore[misc]

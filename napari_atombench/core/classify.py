@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .contrast import check_contrast, estimate_polarity, to_bright
-from .match import nearest_neighbour_distances_px
+from .geometry import nearest_neighbour_distances_px
 
 FEATURES = ("integrated_intensity", "peak", "sigma")
 

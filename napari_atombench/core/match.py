@@ -62,7 +62,8 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components, min_weight_full_bipartite_matching
 from scipy.spatial import cKDTree
 
-from .io import _as_positions
+from ._validate import as_positions
+from .geometry import nearest_neighbour_distances_px
 
 __all__ = ["MAX_CANDIDATES_PER_POINT", "MatchResult", "bounded_candidate_pairs", "candidate_pairs", "match_positions",
            "nearest_neighbour_distances_px"]
@@ -106,16 +107,6 @@ class MatchResult:
     @property
     def n_fn(self) -> int:
         return int(len(self.unmatched_truth))
-
-
-def nearest_neighbour_distances_px(positions_rc) -> np.ndarray:
-    """Distance (px) from each position to its nearest other one (0 for a duplicate);
-    empty with fewer than two positions."""
-    positions = _as_positions(positions_rc)
-    if len(positions) < 2:
-        return np.zeros(0)
-    distance, _ = cKDTree(positions).query(positions, k=2)
-    return distance[:, 1]
 
 
 def candidate_pairs(
@@ -256,8 +247,8 @@ def match_positions(predicted_rc, truth_rc, max_distance_px: float) -> MatchResu
     """
     if not (np.isfinite(max_distance_px) and max_distance_px > 0):
         raise ValueError(f"max_distance_px must be a positive number, not {max_distance_px!r}")
-    predicted = _as_positions(predicted_rc, "predicted_rc")
-    truth = _as_positions(truth_rc, "truth_rc")
+    predicted = as_positions(predicted_rc, "predicted_rc")
+    truth = as_positions(truth_rc, "truth_rc")
     p_idx, t_idx, dist, p_truncated, t_truncated = _bounded_graph(
         predicted, truth, max_distance_px, MAX_CANDIDATES_PER_POINT)
     n_pred, n_truth = len(predicted), len(truth)

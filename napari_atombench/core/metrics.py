@@ -44,13 +44,14 @@ This module imports neither Qt nor napari.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
-from .io import _as_positions
+from ._validate import as_positions
+from .geometry import filter_border
 from .match import MatchResult, candidate_pairs, match_positions
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "Comparison",
     "Score",
     "aggregate_scores",
+    "ScoringOptions",
     "compare_positions",
     "filter_border",
     "resolve_max_distance_px",
@@ -112,6 +114,58 @@ class Score:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class ScoringOptions:
+    """How predictions are scored against labels: everything but the positions.
+
+    One object for the options that every scoring call chain (metrics,
+    benchmark, widgets, CLI) passes on; :func:`score_positions` and
+    :func:`compare_positions` take it, or the same names as keywords.
+
+    Attributes
+    ----------
+    pixel_size_A : float or None
+        Å per pixel; needed for ``rmse_A``, ``passes`` and ``max_distance_A``.
+    max_distance_A : float or None
+        Matching radius in Å (default 0.5 Å), used when ``pixel_size_A`` is known.
+    max_distance_px : float or None
+        Matching radius in px; overrides ``max_distance_A``. Without either
+        usable radius, 3 px.
+    paper_compatible : bool
+        Count TPs the benchmark authors' way (see the module docstring).
+    border_margin_px : float
+        Leave labels closer than this to the image border out of the score,
+        with the predictions matched to them, and unmatched predictions there
+        (an ignore region: matching runs on all points first, so a pair
+        straddling the band's edge is neither an FN nor an FP). Paper-compatible
+        scoring drops the predictions there (never the labels) besides its
+        own 1 % edge rule. Needs ``image_shape``. Must be finite, >= 0 and
+        less than half the shorter image side (else ValueError: a band
+        covering the whole image would score nothing as recall = precision = 1).
+    image_shape : (rows, cols) or None
+        Needed by ``border_margin_px`` and by paper-compatible scoring.
+    """
+
+    pixel_size_A: float | None = None
+    max_distance_A: float | None = 0.5
+    max_distance_px: float | None = None
+    paper_compatible: bool = False
+    border_margin_px: float = 0.0
+    image_shape: tuple[int, int] | None = None
+
+    def replace(self, **changes) -> "ScoringOptions":
+        """A copy with ``changes`` (option names as keywords); an unknown name is a TypeError."""
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise TypeError(f"unknown scoring option(s) {', '.join(unknown)}; "
+                            f"use {', '.join(f.name for f in fields(self))}")
+        return replace(self, **changes)
+
+    def radius_px(self) -> float:
+        """The matching radius in pixels (see :func:`resolve_max_distance_px`)."""
+        return resolve_max_distance_px(self.pixel_size_A, self.max_distance_A, self.max_distance_px)
+
+
 def resolve_max_distance_px(
     pixel_size_A: float | None, max_distance_A: float | None = 0.5, max_distance_px: float | None = None
 ) -> float:
@@ -127,18 +181,6 @@ def resolve_max_distance_px(
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"the matching radius must be a positive number of pixels, not {value!r}")
     return value
-
-
-def filter_border(positions_rc, image_shape: tuple[int, int], margin_px: float) -> np.ndarray:
-    """Boolean mask of positions at least ``margin_px`` inside the image.
-
-    A position at row r is kept when ``margin_px <= r <= rows - 1 - margin_px``
-    (pixel centres at integers), and likewise for columns.
-    """
-    positions = _as_positions(positions_rc)
-    rows, cols = image_shape
-    r, c = positions[:, 0], positions[:, 1]
-    return (r >= margin_px) & (r <= rows - 1 - margin_px) & (c >= margin_px) & (c <= cols - 1 - margin_px)
 
 
 def _check_border_margin(margin_px: float, image_shape: tuple[int, int] | None) -> None:
@@ -243,17 +285,7 @@ class Comparison:
     fn_index: np.ndarray
 
 
-def compare_positions(
-    predicted_rc,
-    truth_rc,
-    *,
-    pixel_size_A: float | None = None,
-    max_distance_A: float | None = 0.5,
-    max_distance_px: float | None = None,
-    paper_compatible: bool = False,
-    border_margin_px: float = 0.0,
-    image_shape: tuple[int, int] | None = None,
-) -> Comparison:
+def compare_positions(predicted_rc, truth_rc, options: ScoringOptions | None = None, **scoring) -> Comparison:
     """Score predictions against labels and say which points are TP, FP and FN.
 
     Takes the same arguments as :func:`score_positions`, which returns only
@@ -263,16 +295,18 @@ def compare_positions(
     -------
     Comparison
     """
-    predicted = _as_positions(predicted_rc, "predicted_rc")
-    truth = _as_positions(truth_rc, "truth_rc")
+    options = (options or ScoringOptions()).replace(**scoring)
+    predicted = as_positions(predicted_rc, "predicted_rc")
+    truth = as_positions(truth_rc, "truth_rc")
+    image_shape, border_margin_px = options.image_shape, options.border_margin_px
+    pixel_size_A = options.pixel_size_A
     _check_border_margin(border_margin_px, image_shape)
-    if border_margin_px and not paper_compatible:
+    if border_margin_px and not options.paper_compatible:
         return _compare_with_ignored_border(predicted, truth, image_shape, border_margin_px,
-                                            resolve_max_distance_px(pixel_size_A, max_distance_A, max_distance_px),
-                                            pixel_size_A)
+                                            options.radius_px(), pixel_size_A)
     pred_kept = np.arange(len(predicted))
     truth_kept = np.arange(len(truth))
-    if paper_compatible:
+    if options.paper_compatible:
         if image_shape is None:
             raise ValueError("paper-compatible scoring drops predictions within 1 % of each image edge: "
                              "it needs image_shape")
@@ -289,8 +323,7 @@ def compare_positions(
         score = _score(len(squared), len(fp), len(fn), len(truth), len(predicted),
                        float(np.sum(squared)), pixel_size_A, math.sqrt(PAPER_MAX_SQUARED_DISTANCE_PX2), True)
     else:
-        radius = resolve_max_distance_px(pixel_size_A, max_distance_A, max_distance_px)
-        match = match_positions(predicted, truth, radius)
+        match = match_positions(predicted, truth, options.radius_px())
         score = score_match(match, pixel_size_A)
         tp_pred, fp, fn = np.sort(match.pred_index), match.unmatched_pred, match.unmatched_truth
     return Comparison(
@@ -341,58 +374,26 @@ def _compare_with_ignored_border(predicted, truth, image_shape, margin_px, radiu
                       fp_index=np.sort(fp).astype(np.int64), fn_index=np.sort(fn).astype(np.int64))
 
 
-def score_positions(
-    predicted_rc,
-    truth_rc,
-    *,
-    pixel_size_A: float | None = None,
-    max_distance_A: float | None = 0.5,
-    max_distance_px: float | None = None,
-    paper_compatible: bool = False,
-    border_margin_px: float = 0.0,
-    image_shape: tuple[int, int] | None = None,
-) -> Score:
+def score_positions(predicted_rc, truth_rc, options: ScoringOptions | None = None, **scoring) -> Score:
     """Score predicted column positions against labels.
 
     Parameters
     ----------
     predicted_rc, truth_rc : array_like, shape (N, 2) and (M, 2)
         (row, col) in pixels.
-    pixel_size_A : float, optional
-        Å per pixel; needed for ``rmse_A``, ``passes`` and ``max_distance_A``.
-    max_distance_A : float, optional
-        Matching radius in Å (default 0.5 Å), used when ``pixel_size_A`` is known.
-    max_distance_px : float, optional
-        Matching radius in px; overrides ``max_distance_A``. Without either
-        usable radius, 3 px.
-    paper_compatible : bool
-        Count TPs the benchmark authors' way (see the module docstring).
-    border_margin_px : float
-        Leave labels closer than this to the image border out of the score,
-        with the predictions matched to them, and unmatched predictions there
-        (an ignore region: matching runs on all points first, so a pair
-        straddling the band's edge is neither an FN nor an FP). Paper-compatible
-        scoring drops the predictions there (never the labels) besides its
-        own 1 % edge rule. Needs ``image_shape``. Must be finite, >= 0 and
-        less than half the shorter image side (else ValueError: a band
-        covering the whole image would score nothing as recall = precision = 1).
-    image_shape : (rows, cols), optional
-        Needed by ``border_margin_px`` and by paper-compatible scoring.
+    options : ScoringOptions, optional
+        How to score (defaults: 0.5 Å radius, or 3 px without a pixel size).
+    **scoring
+        The fields of :class:`ScoringOptions` as keywords (``pixel_size_A``,
+        ``max_distance_A``, ``max_distance_px``, ``paper_compatible``,
+        ``border_margin_px``, ``image_shape``); they override ``options``.
+        An unknown name is a TypeError.
 
     Returns
     -------
     Score
     """
-    return compare_positions(
-        predicted_rc,
-        truth_rc,
-        pixel_size_A=pixel_size_A,
-        max_distance_A=max_distance_A,
-        max_distance_px=max_distance_px,
-        paper_compatible=paper_compatible,
-        border_margin_px=border_margin_px,
-        image_shape=image_shape,
-    ).score
+    return compare_positions(predicted_rc, truth_rc, options, **scoring).score
 
 
 def scores_table(scores: Mapping[str, Score] | Iterable[tuple[str, Score]], key: str = "name") -> pd.DataFrame:

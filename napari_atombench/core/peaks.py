@@ -18,11 +18,26 @@ from scipy import ndimage
 from ._windows import extract_windows, outside_image
 from .io import as_image_2d
 
-__all__ = ["estimate_separation", "find_seeds", "snap_to_peak"]
+__all__ = ["estimate_separation", "find_seeds", "one_per_plateau", "snap_to_peak"]
 
 # The autocorrelation is computed on a central crop at most this wide: a few
 # hundred pixels hold tens of unit cells, enough for a stable spacing.
 _MAX_ACF_CROP_PX = 512
+
+
+def one_per_plateau(is_max: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of one pixel per connected patch of a local-maximum mask.
+
+    A flat plateau (or two pixels that tie exactly, as a column centred between
+    pixels gives) yields several equal maxima; each patch counts once, at the
+    pixel nearest its centre. Patches are in the order of their first pixel
+    (row-major), so a mask of isolated pixels comes back as ``np.nonzero`` gives it.
+    """
+    labels, n = ndimage.label(is_max)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    centres = np.rint(np.asarray(ndimage.center_of_mass(is_max, labels, np.arange(1, n + 1)))).astype(np.int64)
+    return centres[:, 0], centres[:, 1]
 
 
 def _parabolic_offset(minus: np.ndarray, centre: np.ndarray, plus: np.ndarray) -> np.ndarray:
@@ -281,14 +296,10 @@ def find_seeds(
     background = np.percentile(smooth, 5)
     level = background + threshold * (smooth.max() - background)
     local_max &= smooth > level
-    # a flat plateau gives several equal maxima: keep one per connected patch
-    labels, n = ndimage.label(local_max)
-    if n == 0:
+    r, c = one_per_plateau(local_max)
+    if len(r) == 0:
         return np.zeros((0, 2), dtype=np.float64)
-    peaks = np.asarray(ndimage.center_of_mass(local_max, labels, np.arange(1, n + 1)))
-    peaks = np.rint(peaks).astype(np.int64)
     height, width = smooth.shape
-    r, c = peaks[:, 0], peaks[:, 1]
     rm, rp = np.clip(r - 1, 0, height - 1), np.clip(r + 1, 0, height - 1)
     cm, cp = np.clip(c - 1, 0, width - 1), np.clip(c + 1, 0, width - 1)
     centre = smooth[r, c]

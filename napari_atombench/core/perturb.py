@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .io import _as_positions
+from ._validate import as_positions
 
 __all__ = ["PerturbedPositions", "perturb_positions"]
 
@@ -65,7 +65,7 @@ def perturb_positions(
     -------
     PerturbedPositions
     """
-    truth = _as_positions(truth_rc, "truth_rc")
+    truth = as_positions(truth_rc, "truth_rc")
     rng = np.random.default_rng(seed)
     n = len(truth)
     n_miss = int(round(miss_fraction * n))

@@ -39,8 +39,8 @@ import math
 
 import numpy as np
 
-from .io import _as_positions, as_image_2d
-from .match import nearest_neighbour_distances_px
+from ._validate import as_image_2d, as_positions
+from .geometry import nearest_neighbour_distances_px
 
 __all__ = [
     "FWHM_PER_SIGMA",
@@ -134,7 +134,7 @@ def fitted_fwhm_px(image: np.ndarray, positions_rc, separation_px: float, max_co
     from scipy.optimize import least_squares
 
     image = np.asarray(image, dtype=np.float64)
-    positions = _as_positions(positions_rc)
+    positions = as_positions(positions_rc)
     half = int(np.clip(round(0.4 * separation_px), 2, 15))
     rows, cols = image.shape
     inside = (
@@ -224,7 +224,7 @@ def quality_metrics(
     separation_px, source = column_separation_px(image, positions_rc)
     pixel_size_pm = None if pixel_size_A is None else 100.0 * float(pixel_size_A)
     fwhm_px, method = None, "fft"
-    if positions_rc is not None and separation_px is not None and len(_as_positions(positions_rc)):
+    if positions_rc is not None and separation_px is not None and len(as_positions(positions_rc)):
         fwhm_px = fitted_fwhm_px(image, positions_rc, separation_px)
         method = "fwhm"
     if fwhm_px is None:

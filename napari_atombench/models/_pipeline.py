@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..core.geometry import positions_to_frame, resample  # noqa: F401  (positions_to_frame: re-exported)
 from ..core.io import as_image_2d
 from .base import Cancelled, LocateResult, ProgressCallback
 from .registry import COMMON_OPTIONS
@@ -70,23 +71,9 @@ def resize_uint8_original(img8: np.ndarray, factor: float) -> np.ndarray:
 
 
 def resize_float(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a float map to ``shape`` (rows, cols), pixel-centre aligned."""
-    if image.shape == tuple(shape):
-        return image.astype(np.float32, copy=False)
-    from scipy.ndimage import map_coordinates
-
-    rows = (np.arange(shape[0]) + 0.5) * image.shape[0] / shape[0] - 0.5
-    cols = (np.arange(shape[1]) + 0.5) * image.shape[1] / shape[1] - 0.5
-    rr, cc = np.meshgrid(rows, cols, indexing="ij")
-    return map_coordinates(image.astype(np.float32), [rr, cc], order=1, mode="nearest").astype(np.float32)
-
-
-def positions_to_frame(positions_rc: np.ndarray, from_shape, to_shape) -> np.ndarray:
-    """Map (row, col) pixel centres between two resized frames of the same field of view
-    (``to = (from + 0.5) · to_shape / from_shape − 0.5``)."""
-    positions_rc = np.asarray(positions_rc, dtype=np.float64).reshape(-1, 2)
-    ratio = np.array([to_shape[0] / from_shape[0], to_shape[1] / from_shape[1]], dtype=np.float64)
-    return (positions_rc + 0.5) * ratio - 0.5
+    """Bilinear resize of a float map to ``shape`` (rows, cols), pixel-centre aligned, no antialiasing
+    (the reference pipelines interpolate); see :func:`napari_atombench.core.geometry.resample`."""
+    return resample(image, shape, antialias=False)
 
 
 def check_image(image: Any, min_side: int = 8) -> np.ndarray:

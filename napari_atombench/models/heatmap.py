@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.peaks import one_per_plateau
+
 
 def heatmap_peaks(prob: np.ndarray, threshold: float = 0.3, min_distance_px: int = 2) -> np.ndarray:
     """Local maxima of a heatmap above ``threshold`` (not on the outermost pixels),
@@ -18,7 +20,7 @@ def heatmap_peaks(prob: np.ndarray, threshold: float = 0.3, min_distance_px: int
     # is outside, or within half a pixel of the edge): not a located column
     peaks[[0, -1], :] = False
     peaks[:, [0, -1]] = False
-    r, c = np.nonzero(peaks)
+    r, c = one_per_plateau(peaks)  # two pixels that tie exactly are one column
     if len(r) == 0:
         return np.zeros((0, 2))
     h = int(min_distance_px)

@@ -14,27 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from ..core.geometry import resample  # the one resampler (antialiased when shrinking)
 from ..core.metrics import filter_border
 from ._pipeline import check_rescale, positions_to_frame
 from .base import LocateResult
-
-
-def resample(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Resize a float image to ``shape`` (bilinear, antialiased when shrinking).
-
-    Pixel centres map as ``src = (dst + 0.5) * in / out - 0.5`` (see
-    :func:`positions_to_frame`).
-    """
-    import torch
-    import torch.nn.functional as F
-
-    image = np.asarray(image, dtype=np.float32)
-    if tuple(shape) == image.shape:
-        return image.copy()
-    t = torch.from_numpy(np.ascontiguousarray(image))[None, None]
-    shrinking = shape[0] < image.shape[0] or shape[1] < image.shape[1]
-    out = F.interpolate(t, size=tuple(int(s) for s in shape), mode="bilinear", align_corners=False, antialias=shrinking)
-    return out[0, 0].numpy()
 
 
 def estimate_separation_px(image: np.ndarray) -> float | None:
