@@ -25,7 +25,7 @@ from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from .._napari.layers import layer_pixel_size_A, points_size_px, set_layer_pixel_size_A
-from .._napari.session import DEFAULT_MODEL
+from ..models.registry import DEFAULT_MODEL
 from ..models.registry import REGISTRY, get_locator
 from ._worker import message_label, set_message, start_job
 
