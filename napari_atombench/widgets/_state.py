@@ -53,3 +53,24 @@ def snap_radius_px(click_rc, seeds_rc, separation_px: float) -> float:
     _, nearest = tree.query(np.asarray(click_rc, dtype=float).reshape(2))
     local, _ = tree.query(seeds[nearest], k=2)
     return float(max(0.5, min(radius, 0.5 * local[1])))
+
+
+def refine_summary(status, reason) -> str:
+    """One line per refinement: how many columns per status, and why they did not converge.
+
+    ``"590 converged; 328 fell back: sigma absurd"``, or with several reasons
+    ``"...; 30 fell back: 28 sigma absurd, 2 centre left its window"`` (most frequent first).
+    """
+    status = pd.Series(np.asarray(status, dtype=object)).astype(str)
+    reason = pd.Series(np.asarray(reason, dtype=object)).fillna("").astype(str)
+    parts = []
+    for name, n in status.value_counts(sort=False).items():
+        why = reason[(status == name).to_numpy()]
+        why = why[why != ""].value_counts()
+        if why.empty:
+            parts.append(f"{n} {name}")
+        elif len(why) == 1 and why.iloc[0] == n:
+            parts.append(f"{n} {name}: {why.index[0]}")
+        else:
+            parts.append(f"{n} {name}: " + ", ".join(f"{k} {r}" for r, k in why.items()))
+    return "; ".join(parts)

@@ -51,7 +51,7 @@ from ..core.refine import (
     STATUS_REJECTED,
     refine_positions,
 )
-from ._state import EditHistory, snap_radius_px
+from ._state import EditHistory, refine_summary, snap_radius_px
 from ._worker import message_label, set_message, start_job
 
 #: Status of a point that has not been refined (seeded or clicked).
@@ -305,6 +305,8 @@ class LabelingWidget(Container):
             layer.features = features
         defaults = {column: np.nan for column in FIT_FEATURES}
         defaults["status"] = STATUS_UNREFINED
+        if "reason" in features.columns:
+            defaults["reason"] = ""  # a point added by hand has not been refined, so nothing failed
         current = layer.feature_defaults
         for column in current.columns:
             if column not in defaults:
@@ -429,7 +431,7 @@ class LabelingWidget(Container):
         self._set_points(layer, result.positions_rc, features)
         layer.metadata["refinement"] = dict(result.parameters, method=result.method)
         counts = result.counts()
-        self._status.value = ", ".join(f"{n} {s}" for s, n in counts.items())
+        set_message(self._status, refine_summary(result.status, result.reason))
         if counts[STATUS_FELL_BACK] or counts[STATUS_REJECTED]:
             show_info(f"Refine: {counts[STATUS_FELL_BACK]} fell back, {counts[STATUS_REJECTED]} rejected; "
                       "'Select doubtful' selects them")
