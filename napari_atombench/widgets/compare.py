@@ -45,7 +45,8 @@ from .._napari.layers import (
     set_layer_pixel_size_A,
 )
 from ..core.io import atomic_write_text
-from ..core.metrics import Comparison, Score, compare_positions, scores_table
+from ..core.metrics import Comparison, Score, scores_table
+from ._compare_state import ComparisonCache
 from ._worker import message_label, set_message
 
 if TYPE_CHECKING:
@@ -88,7 +89,10 @@ HEADER_TIPS = [
     "N predicted (after the border filter)",
 ]
 NONE = "(none)"
-DEBOUNCE_MS = 75
+#: short: pre-edit events are ignored, so a drag costs one update after the release
+DEBOUNCE_MS = 20
+#: Points data events sent BEFORE the data changes (and repeatedly during a drag)
+_PRE_EDIT = ("adding", "removing", "changing")
 #: failure cases listed per kind (a hopeless prediction must not make every edit slow)
 MAX_CASES = 1000
 
@@ -112,6 +116,7 @@ class CompareWidget(QWidget):
         self.viewer = napari_viewer
         self.table = pd.DataFrame()  # the metric table as last computed (exported as CSV)
         self.results: dict[str, Comparison] = {}  # by prediction layer name
+        self.cache = ComparisonCache()  # an edit re-scores only the layer it changed
         self._overlays: dict[int, dict[str, object]] = {}  # id(prediction layer) -> kind -> layer
         self._watched: list = []  # layers whose events we listen to
         self._truth_choices: list = []
@@ -371,8 +376,10 @@ class CompareWidget(QWidget):
             return False
         return True
 
-    def schedule_update(self, *_args) -> None:
+    def schedule_update(self, event=None) -> None:
         """Re-score after :data:`DEBOUNCE_MS` of quiet (edits in a burst cost one update)."""
+        if str(getattr(event, "action", "")) in _PRE_EDIT:
+            return
         if self._alive() and not self._updating:
             self._timer.start()
 
@@ -439,12 +446,13 @@ class CompareWidget(QWidget):
             own = next((t for t in _points_layers(self.viewer) if t.name == layer.metadata.get("truth_layer")), None)
             try:
                 own_truth = truth if own is None else _positions(own)
-                comparison = compare_positions(_positions(layer), own_truth, **options)
+                comparison = self.cache.compare(layer.name, _positions(layer), own_truth, **options)
             except ValueError as exc:
                 errors.append(str(exc))
                 continue
             self.results[layer.name] = comparison
             self._write_overlays(layer, truth_layer if own is None else own, own_truth, comparison)
+        self.cache.keep_only(self.results)
         if active is not None and self.viewer.layers.selection.active is not active:
             self.viewer.layers.selection.active = active  # new overlays must not steal the selection
         self._set_table({name: c.score for name, c in self.results.items()})
