@@ -376,7 +376,8 @@ class BenchmarkWidget(QWidget):
         models = self._model_columns()
         headers = ["case"]
         for model in models:
-            headers += [f"{model} recall", f"{model} precision", f"{model} RMSE Å", f"{model} pass"]
+            # two-line headers: a column is as wide as its numbers, not as "<model> precision"
+            headers += [f"{model}\nrecall", f"{model}\nprecision", f"{model}\nRMSE Å", f"{model}\npass"]
         headers += ["kind", "material", *(label for _, label in QUALITY_SHOWN)]
         self.table.clear()
         self.table.setColumnCount(len(headers))
@@ -502,6 +503,7 @@ class BenchmarkWidget(QWidget):
 
     def draw_plot(self) -> None:
         from ..core.plots import radar_figure, recall_precision_figure, score_vs_knob_figure
+        from ._plot_labels import declutter_annotations
 
         series = self.cutoffs is not None and len(self.cutoffs)
         self._set_plot_kinds(SERIES_PLOTS if series else CASE_PLOTS)
@@ -512,6 +514,8 @@ class BenchmarkWidget(QWidget):
                 score_vs_knob_figure(self.series_table, self.cutoffs, figure=self.figure)
         elif self.result is not None and not self.result.table.empty:
             recall_precision_figure(self.result.table, figure=self.figure)
+            hidden = declutter_annotations(self.figure)
+            self.canvas.setToolTip(f"{hidden} case name(s) hidden where they would overlap" if hidden else "")
         else:
             self.figure.clear()
             ax = self.figure.add_subplot()
