@@ -87,8 +87,11 @@ def test_set_predictions_with_real_layers_on_a_plugin_dock_behind_proxies(make_n
     viewer.open_sample("napari-atombench", "srtio3")
     labels = viewer.layers[1]
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-atombench", "Compare to labels")
-    # layers a plugin adds through its viewer come back as napari proxies, with their own id()
-    models = [widget.viewer.add_points(labels.data + 0.2 * k, name=f"srtio3_100 m{k}",
+    from napari.utils._proxies import PublicOnlyProxy
+
+    # layers a plugin adds through the viewer it was handed come back as napari proxies, with their own id()
+    plugin_viewer = PublicOnlyProxy(viewer)
+    models = [plugin_viewer.add_points(labels.data + 0.2 * k, name=f"srtio3_100 m{k}",
                                        metadata={"role": "prediction"}) for k in (1, 2)]
     real = viewer.layers[models[1].name]
     assert type(models[1]).__name__ == "PublicOnlyProxy" and id(models[1]) != id(real)

@@ -295,7 +295,7 @@ def test_refine_reasons_in_features_status_and_csv(make_napari_viewer, qtbot, im
     failed = (features["status"] != "converged").to_numpy()
     assert failed[-3:].any()
     assert (features["reason"][failed] != "").all() and (features["reason"][~failed] == "").all()
-    status_text = widget._status.value
+    status_text = widget._status.native.toolTip()  # the label shows it wrapped, the tooltip all of it
     assert status_text == refine_summary(features["status"], features["reason"])
     for reason in set(features["reason"][failed]):
         assert reason in status_text
@@ -305,3 +305,17 @@ def test_refine_reasons_in_features_status_and_csv(make_napari_viewer, qtbot, im
     out = widget.save_labels(str(tmp_path / "labels.csv"))
     table = read_positions(out)
     assert list(table.features["reason"].fillna("")) == list(layer.features["reason"])
+
+
+def test_plugin_docked_label_dock_snaps_clicks(make_napari_viewer, image_file):
+    """Regression: docks get napari's viewer proxy; through it the labels layer was a new wrapper
+    each time, so ``layer is self.labels_layer()`` failed and no click was ever snapped."""
+    path, sim = image_file
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-atombench")
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-atombench", "Label atom columns")
+    layer = widget.seed()
+    target = sim.positions_rc[len(sim.positions_rc) // 2]
+    layer.data = layer.data[np.hypot(*(layer.data - target).T) > 3]
+    layer.add(target + [2.0, -1.5])
+    assert np.hypot(*(layer.data[-1] - target)) < 0.7

@@ -16,7 +16,7 @@ def test_refine_summary_counts_each_status_and_reason():
     order = rng.permutation(len(status))
     text = refine_summary(np.array(status, dtype=object)[order], np.array(reason, dtype=object)[order])
     parts = dict(part.split(" ", 1)[::-1] if ":" not in part else (part.split(":")[0].split(" ", 1)[1], part)
-                 for part in text.split("; "))
+                 for part in text.split(" | "))
     assert parts["converged"] == str(n_conv)
     fell_back = parts["fell back"]
     assert fell_back.startswith(f"{n_sigma + n_left} fell back: ")

@@ -15,6 +15,55 @@ import numpy as np
 
 from ..core.metrics import Comparison, compare_positions
 
+KINDS = ("TP", "FP", "FN")
+#: overlay colours; the colour-blind-safe set is from Okabe & Ito's palette
+PALETTES = {
+    "standard": {"TP": "#22c322", "FP": "#ff2020", "FN": "#2a6bff"},
+    "colour-blind safe": {"TP": "#0072b2", "FP": "#e69f00", "FN": "#cc79a7"},
+}
+#: (header, Score field, format) of the metric table
+#: the pass criteria first, so they are visible in a narrow dock without scrolling
+COLUMNS = [
+    ("recall", "recall", ".3f"),
+    ("precision", "precision", ".3f"),
+    ("RMSE Å", "rmse_A", ".3f"),
+    ("pass", "passes", ""),
+    ("F1", "f1", ".3f"),
+    ("RMSE px", "rmse_px", ".3f"),
+    ("TP", "n_tp", "d"),
+    ("FP", "n_fp", "d"),
+    ("FN", "n_fn", "d"),
+    ("labels", "n_truth", "d"),
+    ("predicted", "n_pred", "d"),
+]
+#: recall, precision, RMSE Å, pass: always visible
+KEY_COLUMNS = 4
+HEADER_TIPS = [
+    "ID-recall = TP / N labels",
+    "ID-precision = TP / N predicted",
+    "RMSE of matched pairs, Å",
+    "pass: recall ≥ 0.90, precision ≥ 0.95, RMSE ≤ 0.3 Å",
+    "F1 = harmonic mean of recall and precision",
+    "RMSE of matched pairs, pixels",
+    "true positives",
+    "false positives: predictions with no label",
+    "false negatives: labels with no prediction",
+    "N labels (after the border filter)",
+    "N predicted (after the border filter)",
+]
+NONE = "(none)"
+
+#: failure cases listed per kind (a hopeless prediction must not make every edit slow)
+MAX_CASES = 1000
+
+
+def layer_positions(layer) -> np.ndarray:
+    data = np.asarray(layer.data, dtype=np.float64)
+    if data.ndim != 2 or (len(data) and data.shape[1] != 2):
+        raise ValueError(f"layer {layer.name!r} has {layer.ndim}D points; comparing needs 2D (row, col) points")
+    return data.reshape(-1, 2)
+
+
 
 @dataclass
 class ComparisonCache:

@@ -38,6 +38,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .._napari.layers import unproxied
 from ..core.benchmark import CRITERIA, DEFAULT_KNOBS, build_series, parse_knob, run_benchmark, run_robustness
 from ..core.dataset import Dataset, generality_note, load_case, open_dataset, series_dataset
 from ..core.quality import quality_metrics
@@ -76,7 +77,7 @@ class BenchmarkWidget(QWidget):
 
     def __init__(self, napari_viewer):
         super().__init__()
-        self.viewer = napari_viewer
+        self.viewer = unproxied(napari_viewer)  # layers compared as themselves (see unproxied)
         self.dataset: Dataset | None = None
         self.series: list = []
         self.quality: dict[str, dict] = {}

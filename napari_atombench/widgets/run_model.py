@@ -24,7 +24,7 @@ from magicgui.widgets import (
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from .._napari.layers import layer_pixel_size_A, points_size_px, set_layer_pixel_size_A
+from .._napari.layers import layer_pixel_size_A, points_size_px, set_layer_pixel_size_A, unproxied
 from ..models.registry import DEFAULT_MODEL
 from ..core.contrast import CONTRASTS
 from ..models.registry import REGISTRY, get_locator
@@ -59,7 +59,7 @@ class RunModelWidget(Container):
 
     def __init__(self, napari_viewer: "napari.viewer.Viewer"):
         super().__init__(labels=True)
-        self.viewer = napari_viewer
+        self.viewer = unproxied(napari_viewer)  # layers compared as themselves (see unproxied)
         self.image = ComboBox(label="image", choices=self._image_layers)
         self.pixel_size = FloatSpinBox(label="pixel size (Å/px)", value=0.0, min=0.0, max=100.0, step=0.001,
                                        tooltip="0: unknown. Read from and written to the image layer's metadata")
