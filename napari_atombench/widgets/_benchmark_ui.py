@@ -85,6 +85,11 @@ def build_ui(w) -> None:
     message_label(w.status)
     layout.addWidget(w.status)
 
+    _build_results(w, layout)
+
+
+def _build_results(w, layout) -> None:
+    """The case table, the plot and the export buttons."""
     splitter = QSplitter(Qt.Orientation.Vertical)
     w.table = QTableWidget()
     w.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)

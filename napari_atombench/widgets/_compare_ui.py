@@ -24,6 +24,11 @@ from ._worker import message_label
 
 def build_ui(w) -> None:
     """Create the controls of CompareWidget ``w`` as its attributes, lay them out, connect them."""
+    _build_results(w, _build_inputs(w))
+
+
+def _build_inputs(w) -> QFormLayout:
+    """The layers and the matching options."""
     w.image_combo = QComboBox()
     w.image_combo.setToolTip("The image: its pixel size converts the radius and RMSE to Å")
     w.truth_combo = QComboBox()
@@ -68,6 +73,11 @@ def build_ui(w) -> None:
     form.addRow(toggles)
     form.addRow("overlays", w.legend)
 
+    return form
+
+
+def _build_results(w, form) -> None:
+    """The status, the metric table, the failure-case inspector; then the whole layout."""
     w.status = QLabel()
     message_label(w.status)
 
