@@ -99,3 +99,23 @@ def test_set_predictions_with_real_layers_on_a_plugin_dock_behind_proxies(make_n
     assert [layer.name for layer in widget.prediction_layers] == [models[1].name]
     widget.update_now()
     assert list(widget.results) == [models[1].name]
+
+
+def test_pixel_size_follows_the_one_rule_and_says_when_sources_disagree(make_napari_viewer):
+    truth, shape = _lattice(6)
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros(shape, np.float32), name="img")
+    labels = viewer.add_points(truth, name="img labels", metadata={"role": "labels"})
+    viewer.add_points(truth + 0.3, name="img model", metadata={"role": "prediction", "pixel_size_A": 0.2})
+    widget = CompareWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.update_now()
+    assert widget.pixel_size_A == pytest.approx(0.2)  # only the prediction knows it
+    labels.metadata["pixel_size_A"] = 0.25
+    widget.update_now()
+    assert widget.pixel_size_A == pytest.approx(0.25)  # labels before predictions
+    assert "labels says 0.25" in widget.status.toolTip() and "predictions says 0.2" in widget.status.toolTip()
+    image.metadata["pixel_size_A"] = 0.25
+    labels.metadata["pixel_size_A"] = 0.25
+    widget.update_now()
+    assert widget.pixel_size_A == pytest.approx(0.25) and "predictions says 0.2" in widget.status.toolTip()

@@ -11,6 +11,7 @@ after a short debounce; :meth:`CompareWidget.update_now` is the whole update.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,7 +29,7 @@ from .._napari.layers import (
     set_layer_pixel_size_A,
     unproxied,
 )
-from ..core.io import atomic_write_text
+from ..core.io import atomic_write_text, resolve_pixel_size
 from ..core.metrics import Comparison, Score, scores_table
 from ._compare_inspector import FailureInspector
 from ._compare_state import (  # noqa: F401 - KINDS, PALETTES, COLUMNS: this dock's public names
@@ -237,12 +238,20 @@ class CompareWidget(FailureInspector, QWidget):
 
     @property
     def pixel_size_A(self) -> float | None:
-        """From the image layer's metadata, else from the labels layer's."""
-        for layer in (self.image_layer, self.truth_layer):
-            value = layer_pixel_size_A(layer)
-            if value is not None:
-                return value
-        return None
+        """The project's rule (:func:`~napari_atombench.core.io.resolve_pixel_size`): the image's
+        (the dock's field writes it there), else the labels', else a prediction's."""
+        return self._resolve_pixel_size()[0]
+
+    def _resolve_pixel_size(self) -> tuple[float | None, str]:
+        """(pixel size, disagreement message or "") - the message goes into the status, not a
+        warning per live update."""
+        predictions = [layer_pixel_size_A(layer) for layer in self.prediction_layers]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value, _ = resolve_pixel_size(("image", layer_pixel_size_A(self.image_layer)),
+                                          ("labels", layer_pixel_size_A(self.truth_layer)),
+                                          ("predictions", next((v for v in predictions if v), None)))
+        return value, "; ".join(str(w.message) for w in caught)
 
     def _show_pixel_size(self) -> None:
         self.pixel_size.blockSignals(True)
@@ -318,7 +327,8 @@ class CompareWidget(FailureInspector, QWidget):
             self.status,
             f"pixel size: {size}; radius {radius:.2f} px"
             + ("; paper-compatible counting" if paper else "")
-            + (f"; border margin {margin:g} px" if margin else ""),
+            + (f"; border margin {margin:g} px" if margin else "")
+            + (f"; {disagreement}" if (disagreement := self._resolve_pixel_size()[1]) else ""),
         )
 
     def _show_error(self, message: str) -> None:
