@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, ProgressBar, PushButton
+from magicgui.widgets import Container
 from qtpy.QtCore import QTimer
 
 from napari.layers import Image, Points
@@ -55,6 +55,7 @@ from ..core.refine import (
     refine_positions,
 )
 from ._labeling_autosave import AutosaveMixin, write_autosave
+from ._labeling_ui import METHODS, build_controls
 from ._state import (  # noqa: F401 - STATUS_* and FIT_FEATURES: public names of this dock
     FIT_FEATURES,
     STATUS_COLOURS,
@@ -64,15 +65,9 @@ from ._state import (  # noqa: F401 - STATUS_* and FIT_FEATURES: public names of
     file_features as _file_features,
     refine_summary,
     snap_radius_px,
-    status_legend as _status_legend,
 )
-from ._worker import message_label, set_message, start_job
+from ._worker import set_message, start_job
 
-METHODS = {
-    "Gaussian": "gaussian",
-    "Gaussian with overlaps": "joint",
-    "Centre of mass": "com",
-}
 AUTOSAVE_DELAY_MS = 1000
 
 
@@ -86,53 +81,7 @@ class LabelingWidget(AutosaveMixin, Container):
     def __init__(self, napari_viewer: Viewer):
         super().__init__(labels=True)
         self.viewer = unproxied(napari_viewer)  # layers compared as themselves (see unproxied)
-        self._image_combo = ComboBox(label="image", choices=self._image_choices)
-        self._pixel_size = FloatSpinBox(label="pixel size (Å/px)", value=0.0, min=0.0, max=100.0, step=0.001,
-                                        tooltip="0: unknown. Read from and written to the image layer's metadata")
-        self._separation = FloatSpinBox(label="column separation (px)", value=0.0, min=0.0, max=2000.0, step=0.5,
-                                        tooltip="nearest column distance used by Seed and Snap; 0: estimated "
-                                                "from the image")
-        self._separation_info = Label(value="")
-        self._threshold = FloatSpinBox(label="seed threshold", value=0.1, min=0.0, max=0.95, step=0.05)
-        self._dark = CheckBox(text="dark columns (ABF)", value=False)
-        self._seed_button = PushButton(text="Seed")
-        self._snap = CheckBox(text="snap new points to peak", value=True)
-        self._method = ComboBox(label="method", choices=list(METHODS), value="Gaussian")
-        self._refine_button = PushButton(text="Refine")
-        self._cancel_button = PushButton(text="Cancel", enabled=False)
-        self._undo_button = PushButton(text="Undo", enabled=False)
-        self._colour_by = ComboBox(label="colour by", choices=["status", "uncertainty_px", "none"], value="status")
-        self._low_amplitude = FloatSpinBox(label="low amplitude <", value=0.5, min=0.0, max=1.0, step=0.05,
-                                           tooltip="fraction of the median amplitude")
-        self._legend = Label(value=_status_legend())
-        self._select_button = PushButton(text="Select doubtful")
-        self._save_button = PushButton(text="Save labels...")
-        self._load_button = PushButton(text="Load labels...")
-        self._restore_button = PushButton(text="Restore autosave", enabled=False)
-        self._progress = ProgressBar(label="progress", value=0, min=0, max=1)
-        self._status = Label(value="")
-        self.extend([
-            self._image_combo, self._pixel_size, self._separation, self._separation_info,
-            self._threshold, self._dark, self._seed_button, self._snap,
-            self._method, self._refine_button, self._cancel_button, self._progress, self._undo_button,
-            self._colour_by, self._legend, self._low_amplitude, self._select_button,
-            self._save_button, self._load_button, self._restore_button, self._status,
-        ])
-        self._seed_button.changed.connect(lambda: self.seed())
-        self._refine_button.changed.connect(lambda: self.refine())
-        self._cancel_button.changed.connect(lambda: self.cancel())
-        self._undo_button.changed.connect(lambda: self.undo())
-        self._select_button.changed.connect(lambda: self.select_doubtful())
-        self._save_button.changed.connect(lambda: self.save_labels())
-        self._load_button.changed.connect(lambda: self.load_labels())
-        self._restore_button.changed.connect(lambda: self.restore_autosave())
-        self._colour_by.changed.connect(lambda: self._apply_colours())
-        self._colour_by.changed.connect(lambda: setattr(self._legend, "value", _status_legend(self._colour_by.value)))
-        self._image_combo.changed.connect(lambda: self._image_changed())
-        self._pixel_size.changed.connect(self._pixel_size_edited)
-        self._separation.changed.connect(lambda: self._show_separation())
-        for label in (self._status, self._separation_info):
-            message_label(label)
+        build_controls(self)
 
         self.history = EditHistory()
         self._separation_cache: tuple[object, bool, float] | None = None  # (image data, dark, separation)
