@@ -40,10 +40,23 @@ def main() -> None:
     parser.add_argument("--no-xvfb", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     for n_pred in args.predictions:
-        run(args, n_pred)
+        for mode in ("before", "after"):
+            run(args, n_pred, mode)
 
 
-def run(args, n_pred: int) -> None:
+class _NoReuse:
+    """The dock before issue 14 item 14: every compared layer re-scored on every edit."""
+
+    def compare(self, name, predicted_rc, truth_rc, **options):
+        from napari_atombench.core.metrics import compare_positions
+
+        return compare_positions(predicted_rc, truth_rc, **options)
+
+    def keep_only(self, names):
+        pass
+
+
+def run(args, n_pred: int, mode: str) -> None:
 
     import napari
     from qtpy.QtWidgets import QApplication
@@ -68,6 +81,10 @@ def run(args, n_pred: int) -> None:
                                   seed=k).positions_rc
         viewer.add_points(other, name=f"image model {k}", size=3, metadata={"role": "prediction", "model": f"m{k}"})
     widget = CompareWidget(viewer)
+    debounce_ms = DEBOUNCE_MS
+    if mode == "before":  # full recompute of every layer, 75 ms debounce
+        widget.cache, debounce_ms = _NoReuse(), 75
+        widget._timer.setInterval(debounce_ms)
     viewer.window.add_dock_widget(widget)
     widget.update_now()
     for _ in range(5):
@@ -88,7 +105,9 @@ def run(args, n_pred: int) -> None:
     def delete(data):
         return np.delete(data, rng.integers(len(data)), axis=0)
 
-    print(f"\n{n_pred} prediction layer(s); {args.n} labels, {len(pred)} predictions each; debounce {DEBOUNCE_MS} ms; CPU cores: {os.cpu_count()} "
+    label = {"before": "BEFORE (every layer re-scored)", "after": "AFTER (only the edited layer re-scored)"}[mode]
+    print(f"\n{label}: {n_pred} prediction layer(s); {args.n} labels, {len(pred)} predictions each; "
+          f"debounce {debounce_ms} ms; CPU cores: {os.cpu_count()} "
           "(shared machine: timings are noisy)")
     header = (f"{'edit':>7} {'core ms':>8} {'update ms':>10} {'max ms':>7} {'x core':>7} {'vs 100 ms':>9} "
               f"{'edit->table ms':>15} {'repaint ms':>11}")

@@ -29,7 +29,7 @@ def _wait(qtbot, worker):
 
 
 def _cell(widget, row, header):
-    headers = [widget.table.horizontalHeaderItem(c).text() for c in range(widget.table.columnCount())]
+    headers = [widget.table.horizontalHeaderItem(c).text().replace("\n", " ") for c in range(widget.table.columnCount())]
     return widget.table.item(row, headers.index(header))
 
 
@@ -170,3 +170,59 @@ def test_second_case_is_scored_against_its_own_labels(make_napari_viewer, qtbot,
     assert compare.results["ws2 oracle"].score.recall == pytest.approx(expected.recall)
     assert expected.recall >= 0.9
     assert compare.table_widget.verticalHeaderItem(0).text() == "oracle"  # rows named by model
+
+
+def _crowded_result(n_cases=40, models=("atombench", "atomnet-sim")):
+    """A benchmark table whose cases crowd one corner of the recall-precision plot."""
+    import pandas as pd
+
+    rng = np.random.default_rng(5)
+    rows = [dict(case=f"case_{k:02d}", model=m, recall=0.95 + 0.04 * rng.random(), precision=0.96 + 0.03 * rng.random(),
+                 rmse_A=0.1, passes=True, error="") for k in range(n_cases) for m in models]
+    return pd.DataFrame(rows)
+
+
+def test_case_labels_in_the_plot_never_overlap(make_napari_viewer):
+    from types import SimpleNamespace
+
+    from matplotlib.text import Annotation
+
+    from napari_atombench.widgets.benchmark import BenchmarkWidget
+
+    viewer = make_napari_viewer()
+    widget = BenchmarkWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Benchmark")
+    widget.result = SimpleNamespace(table=_crowded_result(), predictions={})
+    widget.draw_plot()
+    renderer = widget.figure.canvas.get_renderer()
+    labels = [t for ax in widget.figure.axes for t in ax.texts if isinstance(t, Annotation)]
+    shown = [t.get_window_extent(renderer) for t in labels if t.get_visible()]
+    assert len(labels) == 80 and 3 <= len(shown) < 80  # crowded: some hidden, some still named
+    for i, box in enumerate(shown):
+        assert not any(box.overlaps(other) for other in shown[i + 1:])
+    hidden = len(labels) - len(shown)
+    assert (str(hidden) in widget.canvas.toolTip()) == bool(hidden)
+
+
+def test_case_and_two_models_scores_visible_at_1600_px(make_napari_viewer, qtbot, two_cases):
+    """Item 15: at 1600 x 1000 the dock shows the case and more than two score columns."""
+    from napari_atombench.widgets.benchmark import BenchmarkWidget
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-atombench", "Benchmark")
+    assert isinstance(widget, BenchmarkWidget)
+    for name in ("atombench", "atomnet-sim"):
+        oracle = OracleLocator(name, jitter_px=0.5)
+        for case in two_cases:
+            data = load_case(case)
+            oracle.register(data.image, data.truth_rc)
+        widget.add_locator(oracle)
+    widget.path.setText(two_cases.root)
+    _wait(qtbot, widget.load_dataset())
+    _wait(qtbot, widget.run())
+    qtbot.wait(50)
+    table = widget.table
+    right_edges = np.cumsum([table.columnWidth(c) for c in range(table.columnCount())])
+    visible = int(np.sum(right_edges <= table.viewport().width()))
+    assert visible >= 1 + 4, f"only {visible} columns fit in {table.viewport().width()} px"

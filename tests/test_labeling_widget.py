@@ -273,3 +273,49 @@ def test_labels_csv_opened_with_file_open_is_the_image_labels(make_napari_viewer
     assert "converged" in widget._legend.value and "fell back" in widget._legend.value
     widget._colour_by.value = "uncertainty_px"
     assert "viridis" in widget._legend.value
+
+
+def test_refine_reasons_in_features_status_and_csv(make_napari_viewer, qtbot, image_file, tmp_path):
+    from napari_atombench.widgets._state import refine_summary
+
+    path, sim = image_file
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-atombench")
+    widget = _widget(viewer)
+    layer = widget.seed()
+    # points between columns (no column there) cannot converge: they fall back or are rejected
+    sr = sim.positions_rc[sim.species == "Sr"]
+    centre = sr[np.argmin(np.hypot(*(sr - 96.0).T))]
+    empty_sites = centre + np.array([[0.0, 0.5], [0.5, 0.0], [-0.5, 0.0]]) * 3.905 / 0.15
+    layer.data = np.vstack([layer.data, empty_sites])
+    _wait_refined(qtbot, widget, "gaussian")
+
+    features = layer.features
+    assert "reason" in features.columns
+    failed = (features["status"] != "converged").to_numpy()
+    assert failed[-3:].any()
+    assert (features["reason"][failed] != "").all() and (features["reason"][~failed] == "").all()
+    status_text = widget._status.native.toolTip()  # the label shows it wrapped, the tooltip all of it
+    assert status_text == refine_summary(features["status"], features["reason"])
+    for reason in set(features["reason"][failed]):
+        assert reason in status_text
+
+    layer.add(sim.positions_rc[0] + 0.3)  # a hand-added point has no reason yet
+    assert layer.features["reason"].iloc[-1] == ""
+    out = widget.save_labels(str(tmp_path / "labels.csv"))
+    table = read_positions(out)
+    assert list(table.features["reason"].fillna("")) == list(layer.features["reason"])
+
+
+def test_plugin_docked_label_dock_snaps_clicks(make_napari_viewer, image_file):
+    """Regression: docks get napari's viewer proxy; through it the labels layer was a new wrapper
+    each time, so ``layer is self.labels_layer()`` failed and no click was ever snapped."""
+    path, sim = image_file
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-atombench")
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-atombench", "Label atom columns")
+    layer = widget.seed()
+    target = sim.positions_rc[len(sim.positions_rc) // 2]
+    layer.data = layer.data[np.hypot(*(layer.data - target).T) > 3]
+    layer.add(target + [2.0, -1.5])
+    assert np.hypot(*(layer.data[-1] - target)) < 0.7

@@ -171,3 +171,28 @@ def test_default_model_pixel_size_field_progress_and_rerun(make_napari_viewer, q
     widget.run()
     _wait(qtbot, widget)
     assert viewer.layers["img fake map"].visible and not viewer.layers["img2 fake map"].visible
+
+
+def test_contrast_selector_reaches_the_model_and_its_decision_is_shown_and_kept(make_napari_viewer, qtbot,
+                                                                                monkeypatch):
+    """Issue 17: auto/bright/dark passed to get_locator; contrast_used in the status and the layer."""
+    import napari_atombench.widgets.run_model as mod
+    from napari_atombench.core.simulate import SRTIO3_100, simulate_crystal
+
+    sim = simulate_crystal(SRTIO3_100, shape=(160, 160), species=("Sr", "TiO"), seed=2)
+    viewer = make_napari_viewer()
+    viewer.add_image(sim.image.max() - sim.image, name="abf", metadata={"pixel_size_A": 0.15})  # dark columns
+    requested: list = []
+    real_get_locator = mod.get_locator
+    monkeypatch.setattr(mod, "get_locator", lambda *a, **k: requested.append(k.get("contrast")) or real_get_locator(*a, **k))
+    widget = mod.RunModelWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.contrast.value == "auto"
+    for choice, expected in (("auto", "dark"), ("bright", "bright")):
+        widget.contrast.value = choice
+        widget.run()
+        _wait(qtbot, widget)
+        layer = viewer.layers[f"abf {widget.model.value}"]
+        assert requested[-1] == choice
+        assert layer.metadata["contrast_used"] == expected and layer.metadata["contrast"] == choice
+        assert f"columns: {expected}" in widget.status.value

@@ -102,3 +102,14 @@ def layer_display_name(layer) -> str:
         name = str(model)
         return name if not layer.name.endswith("]") else f"{name} {layer.name.rsplit(' ', 1)[-1]}"
     return layer.name
+
+
+def unproxied(viewer):
+    """The viewer itself, not napari's ``PublicOnlyProxy`` that plugin docks are handed.
+
+    Through the proxy every layer read from ``viewer.layers[...]`` is a new wrapper,
+    so ``layer is other`` and ``id(layer)`` fail for the same layer (a snapped click
+    was never snapped, a ticked prediction never compared). Our docks keep the
+    real viewer and compare layers as themselves.
+    """
+    return getattr(viewer, "__wrapped__", viewer)

@@ -43,9 +43,11 @@ def _check_view_args(args) -> None:
 
 def run_view(args) -> int:
     _check_view_args(args)
-    import napari
+    from ..widgets.session import open_session, screenshot_display_or_reexec
 
-    from .._napari.session import open_session
+    if (status := screenshot_display_or_reexec(args)) is not None:
+        return status
+    import napari
 
     viewer = napari.Viewer(title="atombench", show=True)
     if args.screenshot is not None:

@@ -7,6 +7,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..core.refine import STATUS_CONVERGED, STATUS_FELL_BACK, STATUS_REJECTED
+
+#: Status of a point that has not been refined (seeded or clicked).
+STATUS_UNREFINED = "unrefined"
+STATUS_COLOURS = {
+    STATUS_UNREFINED: "#ffd400",
+    STATUS_CONVERGED: "#2ecc40",
+    STATUS_FELL_BACK: "#ff851b",
+    STATUS_REJECTED: "#ff2020",
+}
+FIT_FEATURES = ("amplitude", "sigma_px", "background", "uncertainty_px")
+
 
 @dataclass
 class EditHistory:
@@ -53,3 +65,60 @@ def snap_radius_px(click_rc, seeds_rc, separation_px: float) -> float:
     _, nearest = tree.query(np.asarray(click_rc, dtype=float).reshape(2))
     local, _ = tree.query(seeds[nearest], k=2)
     return float(max(0.5, min(radius, 0.5 * local[1])))
+
+
+def refine_summary(status, reason) -> str:
+    """One line per refinement: how many columns per status, and why they did not converge.
+
+    ``"590 converged | 328 fell back: sigma absurd"``, or with several reasons
+    ``"... | 30 fell back: 28 sigma absurd, 2 centre left its window"`` (most frequent first;
+    ``|`` because a reason may itself hold a semicolon).
+    """
+    status = pd.Series(np.asarray(status, dtype=object)).astype(str)
+    reason = pd.Series(np.asarray(reason, dtype=object)).fillna("").astype(str)
+    parts = []
+    for name, n in status.value_counts(sort=False).items():
+        why = reason[(status == name).to_numpy()]
+        why = why[why != ""].value_counts()
+        if why.empty:
+            parts.append(f"{n} {name}")
+        elif len(why) == 1 and why.iloc[0] == n:
+            parts.append(f"{n} {name}: {why.index[0]}")
+        else:
+            parts.append(f"{n} {name}: " + ", ".join(f"{k} {r}" for r, k in why.items()))
+    return " | ".join(parts)
+
+
+def status_legend(mode: str = "status") -> str:
+    """What the label colours mean, for the dock (rich text)."""
+    if mode == "uncertainty_px":
+        return "colour: position uncertainty (px), viridis: dark purple low → yellow high"
+    if mode != "status":
+        return ""
+    return "  ".join(f"<span style='color:{colour}'>●</span> {status}" for status, colour in STATUS_COLOURS.items())
+
+
+def file_features(features: pd.DataFrame, n_points: int) -> pd.DataFrame | None:
+    """The per-point features to write beside ``n_points`` positions (categories as plain values)."""
+    if not len(features.columns) or len(features) != n_points:
+        return None
+    features = features.reset_index(drop=True).copy()
+    for column in features.columns:
+        if features[column].dtype.name == "category":
+            features[column] = features[column].astype(object)
+    return features
+
+
+def doubtful_mask(features: pd.DataFrame, n_points: int, low_amplitude_fraction: float) -> np.ndarray:
+    """Points to review: fell back, rejected, or amplitude below ``low_amplitude_fraction`` x the median."""
+    mask = np.zeros(n_points, dtype=bool)
+    if "status" in features.columns:
+        status = features["status"].astype(str).to_numpy()
+        mask |= np.isin(status, [STATUS_FELL_BACK, STATUS_REJECTED])
+    if "amplitude" in features.columns:
+        amplitude = pd.to_numeric(features["amplitude"], errors="coerce").to_numpy(dtype=float)
+        if np.isfinite(amplitude).any():
+            level = low_amplitude_fraction * np.nanmedian(amplitude)
+            with np.errstate(invalid="ignore"):
+                mask |= amplitude < level
+    return mask

@@ -26,7 +26,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, 
 from napari.layers import Image, Points, Shapes
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from .._napari.layers import layer_pixel_size_A, points_size_px
+from .._napari.layers import layer_pixel_size_A, points_size_px, unproxied
 from ..core.classify import FEATURES, classify_columns
 from ..models.finetune import finetune, save_adapted_weights
 from ..models.registry import user_models_dir
@@ -65,7 +65,7 @@ class AdaptWidget(Container):
 
     def __init__(self, napari_viewer: "napari.viewer.Viewer"):
         super().__init__(labels=True)
-        self.viewer = napari_viewer
+        self.viewer = unproxied(napari_viewer)  # layers compared as themselves (see unproxied)
         self.image = ComboBox(label="image", choices=self._layers(Image))
         self.labels = ComboBox(label="labels (region)", choices=self._layers(Points))
         self.region = ComboBox(label="region (shapes)", choices=self._region_choices)

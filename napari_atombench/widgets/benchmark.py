@@ -19,32 +19,16 @@ import numpy as np
 import pandas as pd
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor
-from qtpy.QtWidgets import (
-    QComboBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QListWidget,
-    QListWidgetItem,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QFileDialog, QListWidgetItem, QTableWidgetItem, QWidget
 
-from ..core.benchmark import CRITERIA, DEFAULT_KNOBS, build_series, parse_knob, run_benchmark, run_robustness
+from .._napari.layers import unproxied
+from ..core.benchmark import CRITERIA, build_series, parse_knob, run_benchmark, run_robustness
 from ..core.dataset import Dataset, generality_note, load_case, open_dataset, series_dataset
 from ..core.quality import quality_metrics
 from ..models.registry import get_locator
-from ._worker import message_label, set_message, start_job
+from ._benchmark_ui import CASE_PLOTS, SOURCES, build_ui
+from ._worker import set_message, start_job
 
-SOURCES = ("Folder dataset", "wei_atom.h5", "Simulated series")
 QUALITY_SHOWN = (
     ("pixel_size_pm", "pixel pm"),
     ("atoms_per_100px", "atoms/100px"),
@@ -57,7 +41,6 @@ PASS_COLOUR = QColor(0, 158, 115, 110)
 FAIL_COLOUR = QColor(213, 94, 0, 110)
 ERROR_COLOUR = QColor(128, 128, 128, 110)
 COMPARE_WIDGET = ("napari-atombench", "Compare to labels")
-CASE_PLOTS = ("recall vs precision",)
 SERIES_PLOTS = ("radar", "score vs knob")
 
 
@@ -76,7 +59,7 @@ class BenchmarkWidget(QWidget):
 
     def __init__(self, napari_viewer):
         super().__init__()
-        self.viewer = napari_viewer
+        self.viewer = unproxied(napari_viewer)  # layers compared as themselves (see unproxied)
         self.dataset: Dataset | None = None
         self.series: list = []
         self.quality: dict[str, dict] = {}
@@ -92,96 +75,7 @@ class BenchmarkWidget(QWidget):
     # ------------------------------------------------------------------ layout
 
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
-        form = QFormLayout()
-        self.source = QComboBox()
-        self.source.addItems(SOURCES)
-        self.source.currentTextChanged.connect(self._on_source_changed)
-        form.addRow("dataset", self.source)
-        path_row = QHBoxLayout()
-        self.path = QLineEdit()
-        self.path.setPlaceholderText("folder with cases.csv")
-        browse = QPushButton("…")
-        browse.setMaximumWidth(30)
-        browse.clicked.connect(self._browse)
-        path_row.addWidget(self.path)
-        path_row.addWidget(browse)
-        form.addRow("path", path_row)
-        self.knobs = QLineEdit("resolution_pm, pixel_size_pm")
-        self.knobs.setToolTip("knob[=start:end], comma separated; defaults: "
-                              + ", ".join(f"{k}={a:g}:{b:g}" for k, (a, b) in DEFAULT_KNOBS.items()))
-        self.material = QComboBox()
-        self.material.addItems(["srtio3", "ws2", "srtio3 + ws2"])
-        self.points = QSpinBox()
-        self.points.setRange(2, 30)
-        self.points.setValue(6)
-        form.addRow("knobs", self.knobs)
-        form.addRow("material", self.material)
-        form.addRow("points", self.points)
-        self.kind = QComboBox()
-        self.kind.addItem("all kinds")
-        self.kind.currentTextChanged.connect(lambda _: self._fill_table())
-        form.addRow("show", self.kind)
-        layout.addLayout(form)
-        self.load_button = QPushButton("Load dataset")
-        self.load_button.clicked.connect(self.load_dataset)
-        layout.addWidget(self.load_button)
-
-        layout.addWidget(QLabel("models"))
-        self.models = QListWidget()
-        self.models.setMaximumHeight(90)
-        layout.addWidget(self.models)
-        run_row = QHBoxLayout()
-        self.run_button = QPushButton("Run")
-        self.run_button.clicked.connect(self.run)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
-        run_row.addWidget(self.run_button)
-        run_row.addWidget(self.cancel_button)
-        layout.addLayout(run_row)
-        self.progress = QProgressBar()
-        self.progress.setFormat("%v / %m")
-        layout.addWidget(self.progress)
-        self.status = QLabel("Load a dataset, tick models, press Run.")
-        message_label(self.status)
-        layout.addWidget(self.status)
-
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        self.table = QTableWidget()
-        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
-        self.table.cellClicked.connect(lambda row, _col: self.open_case(self.table.item(row, 0).text()))
-        splitter.addWidget(self.table)
-        plot_box = QWidget()
-        plot_layout = QVBoxLayout(plot_box)
-        plot_layout.setContentsMargins(0, 0, 0, 0)
-        self.plot_kind = QComboBox()
-        self.plot_kind.addItems(CASE_PLOTS)
-        self.plot_kind.currentTextChanged.connect(lambda _: self.draw_plot())
-        plot_layout.addWidget(self.plot_kind)
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        self.figure = Figure(figsize=(5, 4), layout="constrained")
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(220)
-        plot_layout.addWidget(self.canvas)
-        splitter.addWidget(plot_box)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 2)
-        self.table.setMinimumHeight(140)
-        layout.addWidget(splitter, stretch=1)
-
-        export_row = QHBoxLayout()
-        self.export_csv_button = QPushButton("Export CSV")
-        self.export_csv_button.clicked.connect(lambda: self._ask_export("csv"))
-        self.export_png_button = QPushButton("Export PNG")
-        self.export_png_button.clicked.connect(lambda: self._ask_export("png"))
-        export_row.addWidget(self.export_csv_button)
-        export_row.addWidget(self.export_png_button)
-        layout.addLayout(export_row)
-        self._on_source_changed(self.source.currentText())
+        build_ui(self)
 
     def _on_source_changed(self, source: str) -> None:
         simulated = source == SOURCES[2]
@@ -376,7 +270,8 @@ class BenchmarkWidget(QWidget):
         models = self._model_columns()
         headers = ["case"]
         for model in models:
-            headers += [f"{model} recall", f"{model} precision", f"{model} RMSE Å", f"{model} pass"]
+            # two-line headers: a column is as wide as its numbers, not as "<model> precision"
+            headers += [f"{model}\nrecall", f"{model}\nprecision", f"{model}\nRMSE Å", f"{model}\npass"]
         headers += ["kind", "material", *(label for _, label in QUALITY_SHOWN)]
         self.table.clear()
         self.table.setColumnCount(len(headers))
@@ -502,6 +397,7 @@ class BenchmarkWidget(QWidget):
 
     def draw_plot(self) -> None:
         from ..core.plots import radar_figure, recall_precision_figure, score_vs_knob_figure
+        from ._plot_labels import declutter_annotations
 
         series = self.cutoffs is not None and len(self.cutoffs)
         self._set_plot_kinds(SERIES_PLOTS if series else CASE_PLOTS)
@@ -512,6 +408,8 @@ class BenchmarkWidget(QWidget):
                 score_vs_knob_figure(self.series_table, self.cutoffs, figure=self.figure)
         elif self.result is not None and not self.result.table.empty:
             recall_precision_figure(self.result.table, figure=self.figure)
+            hidden = declutter_annotations(self.figure)
+            self.canvas.setToolTip(f"{hidden} case name(s) hidden where they would overlap" if hidden else "")
         else:
             self.figure.clear()
             ax = self.figure.add_subplot()

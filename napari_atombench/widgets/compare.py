@@ -11,30 +11,14 @@ after a short debounce; :meth:`CompareWidget.update_now` is the whole update.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtGui import QBrush, QColor
-from qtpy.QtWidgets import (
-    QAbstractItemView,
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QHeaderView,
-    QLabel,
-    QListWidget,
-    QListWidgetItem,
-    QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QFileDialog, QListWidgetItem, QTableWidgetItem, QWidget
 
 from .._napari.layers import (
     OVERLAY_KEY,
@@ -43,75 +27,45 @@ from .._napari.layers import (
     layer_role,
     points_size_px,
     set_layer_pixel_size_A,
+    unproxied,
 )
-from ..core.io import atomic_write_text
-from ..core.metrics import Comparison, Score, compare_positions, scores_table
-from ._worker import message_label, set_message
+from ..core.io import atomic_write_text, resolve_pixel_size
+from ..core.metrics import Comparison, Score, scores_table
+from ._compare_inspector import FailureInspector
+from ._compare_state import (  # noqa: F401 - KINDS, PALETTES, COLUMNS: this dock's public names
+    COLUMNS,
+    KEY_COLUMNS,
+    KINDS,
+    NONE,
+    PALETTES,
+    ComparisonCache,
+)
+from ._compare_state import layer_positions as _positions
+from ._compare_ui import build_ui
+from ._worker import set_message
 
 if TYPE_CHECKING:
     import napari
 
-KINDS = ("TP", "FP", "FN")
-#: overlay colours; the colour-blind-safe set is from Okabe & Ito's palette
-PALETTES = {
-    "standard": {"TP": "#22c322", "FP": "#ff2020", "FN": "#2a6bff"},
-    "colour-blind safe": {"TP": "#0072b2", "FP": "#e69f00", "FN": "#cc79a7"},
-}
-#: (header, Score field, format) of the metric table
-#: the pass criteria first, so they are visible in a narrow dock without scrolling
-COLUMNS = [
-    ("recall", "recall", ".3f"),
-    ("precision", "precision", ".3f"),
-    ("RMSE Å", "rmse_A", ".3f"),
-    ("pass", "passes", ""),
-    ("F1", "f1", ".3f"),
-    ("RMSE px", "rmse_px", ".3f"),
-    ("TP", "n_tp", "d"),
-    ("FP", "n_fp", "d"),
-    ("FN", "n_fn", "d"),
-    ("labels", "n_truth", "d"),
-    ("predicted", "n_pred", "d"),
-]
-#: recall, precision, RMSE Å, pass: always visible
-KEY_COLUMNS = 4
-HEADER_TIPS = [
-    "ID-recall = TP / N labels",
-    "ID-precision = TP / N predicted",
-    "RMSE of matched pairs, Å",
-    "pass: recall ≥ 0.90, precision ≥ 0.95, RMSE ≤ 0.3 Å",
-    "F1 = harmonic mean of recall and precision",
-    "RMSE of matched pairs, pixels",
-    "true positives",
-    "false positives: predictions with no label",
-    "false negatives: labels with no prediction",
-    "N labels (after the border filter)",
-    "N predicted (after the border filter)",
-]
-NONE = "(none)"
-DEBOUNCE_MS = 75
-#: failure cases listed per kind (a hopeless prediction must not make every edit slow)
-MAX_CASES = 1000
+#: short: pre-edit events are ignored, so a drag costs one update after the release
+DEBOUNCE_MS = 20
+#: Points data events sent BEFORE the data changes (and repeatedly during a drag)
+_PRE_EDIT = ("adding", "removing", "changing")
 
 
 def _points_layers(viewer) -> list:
     return [layer for layer in viewer.layers if layer_role(layer) in ("labels", "prediction", "points")]
 
 
-def _positions(layer) -> np.ndarray:
-    data = np.asarray(layer.data, dtype=np.float64)
-    if data.ndim != 2 or (len(data) and data.shape[1] != 2):
-        raise ValueError(f"layer {layer.name!r} has {layer.ndim}D points; comparing needs 2D (row, col) points")
-    return data.reshape(-1, 2)
-
-
-class CompareWidget(QWidget):
+class CompareWidget(FailureInspector, QWidget):
     """Dock widget "Compare to labels"."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
         super().__init__(parent)
-        self.viewer = napari_viewer
+        self.viewer = unproxied(napari_viewer)  # layers compared as themselves (see unproxied)
         self.table = pd.DataFrame()  # the metric table as last computed (exported as CSV)
         self.results: dict[str, Comparison] = {}  # by prediction layer name
+        self.cache = ComparisonCache()  # an edit re-scores only the layer it changed
         self._overlays: dict[int, dict[str, object]] = {}  # id(prediction layer) -> kind -> layer
         self._watched: list = []  # layers whose events we listen to
         self._truth_choices: list = []
@@ -122,7 +76,7 @@ class CompareWidget(QWidget):
         self._updating = False
         # Points layers of unknown role present when the dock opens are compared; later
         # ones only when ticked (a scratch layer must not join the table)
-        self._initial_points = {id(layer) for layer in _points_layers(napari_viewer)}
+        self._initial_points = {id(layer) for layer in _points_layers(self.viewer)}
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -137,103 +91,7 @@ class CompareWidget(QWidget):
 
     # ---------------------------------------------------------------- UI
     def _build_ui(self) -> None:
-        self.image_combo = QComboBox()
-        self.image_combo.setToolTip("The image: its pixel size converts the radius and RMSE to Å")
-        self.truth_combo = QComboBox()
-        self.truth_combo.setToolTip("The ground-truth (labels) Points layer")
-        self.pred_list = QListWidget()
-        self.pred_list.setToolTip("Prediction Points layers to score (tick to compare)")
-        self.pred_list.setMaximumHeight(72)
-
-        self.pixel_size = QDoubleSpinBox(decimals=4, minimum=0.0, maximum=100.0, singleStep=0.01, value=0.0)
-        self.pixel_size.setSuffix(" Å/px")
-        self.pixel_size.setSpecialValueText("unknown")
-        self.pixel_size.setToolTip("Pixel size of the image (0: unknown); written to the image layer's metadata")
-        self.pixel_size.valueChanged.connect(self._on_pixel_size_edited)
-        self.radius_A = QDoubleSpinBox(decimals=2, minimum=0.01, maximum=20.0, singleStep=0.05, value=0.5)
-        self.radius_A.setSuffix(" Å")
-        self.radius_px = QDoubleSpinBox(decimals=2, minimum=0.1, maximum=500.0, singleStep=0.5, value=3.0)
-        self.radius_px.setSuffix(" px")
-        self.radius_px.setToolTip("Matching radius used when no pixel size is known")
-        self.margin_px = QDoubleSpinBox(decimals=1, minimum=0.0, maximum=10000.0, singleStep=1.0, value=0.0)
-        self.margin_px.setSuffix(" px")
-        self.margin_px.setToolTip("Ignore labels and predictions closer than this to the image border")
-        self.paper_check = QCheckBox("paper-compatible scoring")
-        self.paper_check.setToolTip(
-            "Count every (prediction, label) pair closer than √5 px as a TP, as the benchmark "
-            "authors' notebooks do (many-to-many: precision can exceed 1)"
-        )
-        self.colour_check = QCheckBox("colour-blind-safe colours")
-        self.legend = QLabel(self._legend_text())
-        self.legend.setToolTip("TP: matched predictions; FP: predictions with no label; FN: labels with no prediction")
-
-        form = QFormLayout()
-        form.addRow("image", self.image_combo)
-        form.addRow("pixel size", self.pixel_size)
-        form.addRow("labels", self.truth_combo)
-        form.addRow("predictions", self.pred_list)
-        form.addRow("max distance", self.radius_A)
-        form.addRow("… no pixel size", self.radius_px)
-        form.addRow("border margin", self.margin_px)
-        toggles = QHBoxLayout()
-        toggles.addWidget(self.paper_check)
-        toggles.addWidget(self.colour_check)
-        form.addRow(toggles)
-        form.addRow("overlays", self.legend)
-
-        self.status = QLabel()
-        message_label(self.status)
-
-        self.table_widget = QTableWidget(0, len(COLUMNS))
-        self.table_widget.setHorizontalHeaderLabels([c[0] for c in COLUMNS])
-        for column, tip in enumerate(HEADER_TIPS):
-            self.table_widget.horizontalHeaderItem(column).setToolTip(tip)
-        self.table_widget.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table_widget.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)  # keeps pass/fail colours
-        self.table_widget.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table_widget.verticalHeader().setMaximumWidth(200)  # rows are named by model; long names elided
-        self.table_widget.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-
-        self.inspect_combo = QComboBox()
-        self.inspect_combo.setToolTip("Whose false positives and false negatives to list")
-        self.inspect_combo.currentIndexChanged.connect(self._fill_inspector)
-        self.inspect_label = QLabel()
-        message_label(self.inspect_label)
-        self.case_list = QListWidget()
-        self.case_list.setToolTip("Click a false positive or false negative to centre the view on it")
-        self.case_list.itemClicked.connect(lambda item: self.show_case(self.case_list.row(item)))
-        self.case_list.currentRowChanged.connect(self.show_case)  # keyboard too
-        self.prev_button = QPushButton("◀ previous")
-        self.next_button = QPushButton("next ▶")
-        self.prev_button.clicked.connect(lambda: self.step_case(-1))
-        self.next_button.clicked.connect(lambda: self.step_case(+1))
-        self.export_button = QPushButton("Export CSV…")
-        self.export_button.clicked.connect(self._export_dialog)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.prev_button)
-        buttons.addWidget(self.next_button)
-        buttons.addStretch(1)
-        buttons.addWidget(self.export_button)
-
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.status)
-        layout.addWidget(self.table_widget)
-        inspect_row = QHBoxLayout()
-        inspect_row.addWidget(QLabel("failure cases of"))
-        inspect_row.addWidget(self.inspect_combo, 1)
-        layout.addLayout(inspect_row)
-        layout.addWidget(self.inspect_label)
-        layout.addWidget(self.case_list)
-        layout.addLayout(buttons)
-
-        self.image_combo.currentIndexChanged.connect(self._on_choice_changed)
-        self.truth_combo.currentIndexChanged.connect(self._on_choice_changed)
-        self.pred_list.itemChanged.connect(self._on_pred_checked)
-        for spin in (self.radius_A, self.radius_px, self.margin_px):
-            spin.valueChanged.connect(self.schedule_update)
-        self.paper_check.toggled.connect(self.schedule_update)
-        self.colour_check.toggled.connect(self._apply_palette)
+        build_ui(self)
 
     # ---------------------------------------------------------- choices
     @property
@@ -371,19 +229,29 @@ class CompareWidget(QWidget):
             return False
         return True
 
-    def schedule_update(self, *_args) -> None:
+    def schedule_update(self, event=None) -> None:
         """Re-score after :data:`DEBOUNCE_MS` of quiet (edits in a burst cost one update)."""
+        if str(getattr(event, "action", "")) in _PRE_EDIT:
+            return
         if self._alive() and not self._updating:
             self._timer.start()
 
     @property
     def pixel_size_A(self) -> float | None:
-        """From the image layer's metadata, else from the labels layer's."""
-        for layer in (self.image_layer, self.truth_layer):
-            value = layer_pixel_size_A(layer)
-            if value is not None:
-                return value
-        return None
+        """The project's rule (:func:`~napari_atombench.core.io.resolve_pixel_size`): the image's
+        (the dock's field writes it there), else the labels', else a prediction's."""
+        return self._resolve_pixel_size()[0]
+
+    def _resolve_pixel_size(self) -> tuple[float | None, str]:
+        """(pixel size, disagreement message or "") - the message goes into the status, not a
+        warning per live update."""
+        predictions = [layer_pixel_size_A(layer) for layer in self.prediction_layers]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value, _ = resolve_pixel_size(("image", layer_pixel_size_A(self.image_layer)),
+                                          ("labels", layer_pixel_size_A(self.truth_layer)),
+                                          ("predictions", next((v for v in predictions if v), None)))
+        return value, "; ".join(str(w.message) for w in caught)
 
     def _show_pixel_size(self) -> None:
         self.pixel_size.blockSignals(True)
@@ -439,12 +307,13 @@ class CompareWidget(QWidget):
             own = next((t for t in _points_layers(self.viewer) if t.name == layer.metadata.get("truth_layer")), None)
             try:
                 own_truth = truth if own is None else _positions(own)
-                comparison = compare_positions(_positions(layer), own_truth, **options)
+                comparison = self.cache.compare(layer.name, _positions(layer), own_truth, **options)
             except ValueError as exc:
                 errors.append(str(exc))
                 continue
             self.results[layer.name] = comparison
             self._write_overlays(layer, truth_layer if own is None else own, own_truth, comparison)
+        self.cache.keep_only(self.results)
         if active is not None and self.viewer.layers.selection.active is not active:
             self.viewer.layers.selection.active = active  # new overlays must not steal the selection
         self._set_table({name: c.score for name, c in self.results.items()})
@@ -458,7 +327,8 @@ class CompareWidget(QWidget):
             self.status,
             f"pixel size: {size}; radius {radius:.2f} px"
             + ("; paper-compatible counting" if paper else "")
-            + (f"; border margin {margin:g} px" if margin else ""),
+            + (f"; border margin {margin:g} px" if margin else "")
+            + (f"; {disagreement}" if (disagreement := self._resolve_pixel_size()[1]) else ""),
         )
 
     def _show_error(self, message: str) -> None:
@@ -609,95 +479,6 @@ class CompareWidget(QWidget):
                 from napari.utils.notifications import show_error
 
                 show_error(f"Could not write {path}: {exc}")
-
-    # -------------------------------------------------------- inspector
-    def _selected_prediction(self) -> str | None:
-        name = self.inspect_combo.currentText()
-        return name or None
-
-    def _fill_inspector(self, *_args) -> None:
-        name = self._selected_prediction()
-        current = self.case_list.currentRow()
-        self.case_list.blockSignals(True)
-        self.case_list.clear()
-        self._cases = []
-        comparison = self.results.get(name) if name is not None else None
-        if comparison is not None:
-            pred_layer = next((lay for lay in self.prediction_layers if lay.name == name), None)
-            predicted = np.asarray(pred_layer.data) if pred_layer is not None else np.zeros((0, 2))
-            truth = np.asarray(self.truth_layer.data)
-            self._cases = [("FP", int(i), predicted[i]) for i in comparison.fp_index[:MAX_CASES]] + [
-                ("FN", int(i), truth[i]) for i in comparison.fn_index[:MAX_CASES]
-            ]
-            self.case_list.addItems(
-                [f"{kind} #{index}  (row {rc[0]:.1f}, col {rc[1]:.1f})" for kind, index, rc in self._cases]
-            )
-            if self._cases and current >= 0:  # keep the place while the user edits
-                self.case_list.setCurrentRow(min(current, len(self._cases) - 1))
-        self.case_list.blockSignals(False)
-        if comparison is not None:
-            n_fp, n_fn = len(comparison.fp_index), len(comparison.fn_index)
-            more = f" (the first {MAX_CASES} of each are listed)" if max(n_fp, n_fn) > MAX_CASES else ""
-            self.inspect_label.setText(
-                f"{n_fp} false positives, {n_fn} false negatives{more}: click one, or use "
-                "previous / next, to centre the view on it"
-            )
-        else:
-            self.inspect_label.setText("")
-        for button in (self.prev_button, self.next_button):
-            button.setEnabled(bool(self._cases))
-
-    def step_case(self, step: int) -> None:
-        """Go to the next (+1) or previous (-1) failure case, wrapping around."""
-        if not self._cases:
-            return
-        row = self.case_list.currentRow()
-        row = (row + step) % len(self._cases) if row >= 0 else (0 if step > 0 else len(self._cases) - 1)
-        self.show_case(row)
-
-    def show_case(self, row: int) -> None:
-        """Centre and zoom the viewer on failure case ``row`` of the list."""
-        if not 0 <= row < len(self._cases):
-            return
-        self.case_list.setCurrentRow(row)
-        kind, _index, rc = self._cases[row]
-        self._mark_case(kind, rc)
-        camera = self._camera()
-        camera.center = (float(rc[0]), float(rc[1]))
-        camera.zoom = self._inspection_zoom()
-
-    def _mark_case(self, kind: str, rc) -> None:
-        """A large ring around the failure case on the canvas (one layer, moved from case to case)."""
-        name = "failure case"
-        point = np.asarray(rc, dtype=float).reshape(1, 2)
-        marker = next((lay for lay in self.viewer.layers if lay.metadata.get(OVERLAY_KEY) == "case"), None)
-        if marker is None:
-            truth = np.asarray(self.truth_layer.data) if self.truth_layer is not None else np.zeros((0, 2))
-            active = self.viewer.layers.selection.active
-            self.viewer.add_points(point, name=name, size=6.0 * points_size_px(truth),  # 1.5 column spacings
-                                   face_color="transparent", border_color="white", border_width=0.08,
-                                   symbol="ring", metadata={OVERLAY_KEY: "case", "kind": kind})
-            if active is not None:
-                self.viewer.layers.selection.active = active
-        else:
-            marker.data = point
-            marker.metadata["kind"] = kind
-
-    def _camera(self):
-        # napari 0.9 moved the camera to viewer.scene; older versions have viewer.camera
-        scene = getattr(self.viewer, "scene", None)
-        return scene.camera if scene is not None else self.viewer.camera
-
-    def _inspection_zoom(self) -> float:
-        """A zoom that shows about six column spacings around the case."""
-        truth = np.asarray(self.truth_layer.data) if self.truth_layer is not None else np.zeros((0, 2))
-        spacing = 4.0 * points_size_px(truth) if len(truth) >= 2 else 10.0  # size = spacing / 4
-        window_px = max(6.0 * spacing, 16.0)
-        try:
-            canvas = min(self.viewer.window._qt_viewer.canvas.size)
-        except Exception:  # no Qt canvas (headless model): a typical dock-side canvas
-            canvas = 600
-        return float(max(canvas / window_px, 0.01))
 
     # ---------------------------------------------------------- cleanup
     def cleanup(self) -> None:

@@ -29,45 +29,45 @@ module only reads and writes layers.
 from __future__ import annotations
 
 import weakref
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, ProgressBar, PushButton
+from magicgui.widgets import Container
 from qtpy.QtCore import QTimer
 
 from napari.layers import Image, Points
 from napari.viewer import Viewer
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from .._napari.layers import labels_layer_kwargs, layer_pixel_size_A, layer_role, set_layer_pixel_size_A
-from ..core.autosave import autosave_path
+from .._napari.layers import (
+    labels_layer_kwargs,
+    layer_pixel_size_A,
+    layer_role,
+    set_layer_pixel_size_A,
+    unproxied,
+)
 from ..core.io import read_positions, write_positions
 from ..core.peaks import estimate_separation, find_seeds, snap_to_peak
 from ..core.refine import (
-    STATUS_CONVERGED,
     STATUS_FELL_BACK,
     STATUS_REJECTED,
     refine_positions,
 )
-from ._state import EditHistory, snap_radius_px
-from ._worker import message_label, set_message, start_job
+from ._labeling_autosave import AutosaveMixin, write_autosave
+from ._labeling_ui import METHODS, build_controls
+from ._state import (  # noqa: F401 - STATUS_* and FIT_FEATURES: public names of this dock
+    FIT_FEATURES,
+    STATUS_COLOURS,
+    STATUS_UNREFINED,
+    EditHistory,
+    doubtful_mask,
+    file_features as _file_features,
+    refine_summary,
+    snap_radius_px,
+)
+from ._worker import set_message, start_job
 
-#: Status of a point that has not been refined (seeded or clicked).
-STATUS_UNREFINED = "unrefined"
-STATUS_COLOURS = {
-    STATUS_UNREFINED: "#ffd400",
-    STATUS_CONVERGED: "#2ecc40",
-    STATUS_FELL_BACK: "#ff851b",
-    STATUS_REJECTED: "#ff2020",
-}
-FIT_FEATURES = ("amplitude", "sigma_px", "background", "uncertainty_px")
-METHODS = {
-    "Gaussian": "gaussian",
-    "Gaussian with overlaps": "joint",
-    "Centre of mass": "com",
-}
 AUTOSAVE_DELAY_MS = 1000
 
 
@@ -75,59 +75,13 @@ AUTOSAVE_DELAY_MS = 1000
 _PRE_EDIT = ("adding", "removing", "changing")
 
 
-class LabelingWidget(Container):
+class LabelingWidget(AutosaveMixin, Container):
     """Label atom columns: seed, snap, refine, review, save, autosave."""
 
     def __init__(self, napari_viewer: Viewer):
         super().__init__(labels=True)
-        self.viewer = napari_viewer
-        self._image_combo = ComboBox(label="image", choices=self._image_choices)
-        self._pixel_size = FloatSpinBox(label="pixel size (Å/px)", value=0.0, min=0.0, max=100.0, step=0.001,
-                                        tooltip="0: unknown. Read from and written to the image layer's metadata")
-        self._separation = FloatSpinBox(label="column separation (px)", value=0.0, min=0.0, max=2000.0, step=0.5,
-                                        tooltip="nearest column distance used by Seed and Snap; 0: estimated "
-                                                "from the image")
-        self._separation_info = Label(value="")
-        self._threshold = FloatSpinBox(label="seed threshold", value=0.1, min=0.0, max=0.95, step=0.05)
-        self._dark = CheckBox(text="dark columns (ABF)", value=False)
-        self._seed_button = PushButton(text="Seed")
-        self._snap = CheckBox(text="snap new points to peak", value=True)
-        self._method = ComboBox(label="method", choices=list(METHODS), value="Gaussian")
-        self._refine_button = PushButton(text="Refine")
-        self._cancel_button = PushButton(text="Cancel", enabled=False)
-        self._undo_button = PushButton(text="Undo", enabled=False)
-        self._colour_by = ComboBox(label="colour by", choices=["status", "uncertainty_px", "none"], value="status")
-        self._low_amplitude = FloatSpinBox(label="low amplitude <", value=0.5, min=0.0, max=1.0, step=0.05,
-                                           tooltip="fraction of the median amplitude")
-        self._legend = Label(value=_status_legend())
-        self._select_button = PushButton(text="Select doubtful")
-        self._save_button = PushButton(text="Save labels...")
-        self._load_button = PushButton(text="Load labels...")
-        self._restore_button = PushButton(text="Restore autosave", enabled=False)
-        self._progress = ProgressBar(label="progress", value=0, min=0, max=1)
-        self._status = Label(value="")
-        self.extend([
-            self._image_combo, self._pixel_size, self._separation, self._separation_info,
-            self._threshold, self._dark, self._seed_button, self._snap,
-            self._method, self._refine_button, self._cancel_button, self._progress, self._undo_button,
-            self._colour_by, self._legend, self._low_amplitude, self._select_button,
-            self._save_button, self._load_button, self._restore_button, self._status,
-        ])
-        self._seed_button.changed.connect(lambda: self.seed())
-        self._refine_button.changed.connect(lambda: self.refine())
-        self._cancel_button.changed.connect(lambda: self.cancel())
-        self._undo_button.changed.connect(lambda: self.undo())
-        self._select_button.changed.connect(lambda: self.select_doubtful())
-        self._save_button.changed.connect(lambda: self.save_labels())
-        self._load_button.changed.connect(lambda: self.load_labels())
-        self._restore_button.changed.connect(lambda: self.restore_autosave())
-        self._colour_by.changed.connect(lambda: self._apply_colours())
-        self._colour_by.changed.connect(lambda: setattr(self._legend, "value", _status_legend(self._colour_by.value)))
-        self._image_combo.changed.connect(lambda: self._image_changed())
-        self._pixel_size.changed.connect(self._pixel_size_edited)
-        self._separation.changed.connect(lambda: self._show_separation())
-        for label in (self._status, self._separation_info):
-            message_label(label)
+        self.viewer = unproxied(napari_viewer)  # layers compared as themselves (see unproxied)
+        build_controls(self)
 
         self.history = EditHistory()
         self._separation_cache: tuple[object, bool, float] | None = None  # (image data, dark, separation)
@@ -143,7 +97,7 @@ class LabelingWidget(Container):
         self._autosave_timer.timeout.connect(self.autosave_now)
         self._pending: dict = {}
         pending = self._pending
-        self.native.destroyed.connect(lambda *_: _write_autosave(pending.pop("job", None)))
+        self.native.destroyed.connect(lambda *_: write_autosave(pending.pop("job", None)))
         self._restore_candidate: Path | None = None
         self._offered: set[tuple[str, int]] = set()
 
@@ -305,6 +259,8 @@ class LabelingWidget(Container):
             layer.features = features
         defaults = {column: np.nan for column in FIT_FEATURES}
         defaults["status"] = STATUS_UNREFINED
+        if "reason" in features.columns:
+            defaults["reason"] = ""  # a point added by hand has not been refined, so nothing failed
         current = layer.feature_defaults
         for column in current.columns:
             if column not in defaults:
@@ -429,7 +385,7 @@ class LabelingWidget(Container):
         self._set_points(layer, result.positions_rc, features)
         layer.metadata["refinement"] = dict(result.parameters, method=result.method)
         counts = result.counts()
-        self._status.value = ", ".join(f"{n} {s}" for s, n in counts.items())
+        set_message(self._status, refine_summary(result.status, result.reason))
         if counts[STATUS_FELL_BACK] or counts[STATUS_REJECTED]:
             show_info(f"Refine: {counts[STATUS_FELL_BACK]} fell back, {counts[STATUS_REJECTED]} rejected; "
                       "'Select doubtful' selects them")
@@ -451,23 +407,11 @@ class LabelingWidget(Container):
     # ------------------------------------------------------------ review
 
     def doubtful_mask(self, layer: Points | None = None) -> np.ndarray:
-        """Points that fell back, were rejected, or have a low amplitude."""
+        """Points that fell back, were rejected, or have a low amplitude (:func:`._state.doubtful_mask`)."""
         layer = layer or self.labels_layer()
         if layer is None:
             return np.zeros(0, dtype=bool)
-        features = layer.features
-        n = len(layer.data)
-        mask = np.zeros(n, dtype=bool)
-        if "status" in features.columns:
-            status = features["status"].astype(str).to_numpy()
-            mask |= np.isin(status, [STATUS_FELL_BACK, STATUS_REJECTED])
-        if "amplitude" in features.columns:
-            amplitude = pd.to_numeric(features["amplitude"], errors="coerce").to_numpy(dtype=float)
-            if np.isfinite(amplitude).any():
-                level = self._low_amplitude.value * np.nanmedian(amplitude)
-                with np.errstate(invalid="ignore"):
-                    mask |= amplitude < level
-        return mask
+        return doubtful_mask(layer.features, len(layer.data), self._low_amplitude.value)
 
     def select_doubtful(self) -> int:
         """Select the doubtful points of the labels layer for review; returns how many."""
@@ -521,7 +465,7 @@ class LabelingWidget(Container):
             if not path:
                 return None
         try:
-            written = write_positions(path, layer.data, self._pixel_size_A(), features=_file_features(layer))
+            written = write_positions(path, layer.data, self._pixel_size_A(), features=_file_features(layer.features, len(layer.data)))
         except (OSError, ValueError) as exc:
             show_error(f"Save: {exc}")
             return None
@@ -546,114 +490,3 @@ class LabelingWidget(Container):
         self._set_points(layer, table.positions_rc, table.features)
         self._status.value = f"loaded {len(table)} points from {Path(path).name}"
         return layer
-
-    # ------------------------------------------------------------ autosave
-
-    def autosave_path(self) -> Path | None:
-        """Where the chosen image's labels are autosaved."""
-        image = self.image_layer
-        if image is None:
-            return None
-        return autosave_path(image.metadata.get("source_path") or image.source.path, image.name, np.asarray(image.data))
-
-    def _schedule_autosave(self, layer: Points):
-        image = self.image_layer
-        if image is None or layer is not self.labels_layer():
-            return
-        self._pending["job"] = (layer, self.autosave_path(), self._pixel_size_A())
-        self._autosave_timer.start()
-
-    def autosave_now(self) -> Path | None:
-        """Write the pending autosave immediately (the timer calls this)."""
-        self._autosave_timer.stop()
-        job = self._pending.pop("job", None)
-        if job is None:
-            return None
-        path = job[1]
-        if self._restore_candidate is not None and Path(self._restore_candidate) == path and path.exists():
-            # the user has not restored the older autosave: keep it instead of overwriting it
-            backup = path.with_name(path.name[: -len(".csv")] + ".previous.csv")
-            try:
-                path.replace(backup)
-                show_info(f"kept the earlier autosave as {backup}")
-            except OSError as exc:
-                show_warning(f"could not keep the earlier autosave {path}: {exc}")
-                return None
-        written = _write_autosave(job)
-        if written is not None:
-            self._restore_candidate = None
-            self._restore_button.enabled = False
-        return written
-
-    def _image_changed(self):
-        """Show the image's pixel size; offer to restore an autosave that differs from its labels."""
-        self._show_pixel_size()
-        self._show_separation()
-        self._restore_candidate = None
-        self._restore_button.enabled = False
-        path = self.autosave_path()
-        if path is None or not path.exists():
-            return
-        try:
-            table = read_positions(path)
-        except (OSError, ValueError):
-            return
-        layer = self.labels_layer()
-        current = np.zeros((0, 2)) if layer is None else np.asarray(layer.data)
-        if len(table) == len(current) and np.allclose(table.positions_rc, current, atol=1e-4):
-            return
-        if not len(table):
-            return
-        self._restore_candidate = path
-        self._restore_button.enabled = True
-        when = datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
-        message = (f"Autosaved labels of {self._image_combo.value} ({len(table)} points, {when}) differ "
-                   "from the open ones: 'Restore autosave' in Label atom columns brings them back")
-        set_message(self._status, message)
-        key = (str(path), path.stat().st_mtime_ns)
-        if key not in self._offered:  # one notification per autosave version
-            self._offered.add(key)
-            show_info(message)
-
-    def restore_autosave(self) -> Points | None:
-        """Load the autosaved labels of the chosen image (undo-able)."""
-        path = self._restore_candidate or self.autosave_path()
-        if path is None or not Path(path).exists():
-            show_info("no autosave for this image")
-            return None
-        layer = self.load_labels(str(path))
-        if layer is not None:
-            self._status.value = f"restored {len(layer.data)} autosaved points"
-        return layer
-
-
-def _status_legend(mode: str = "status") -> str:
-    """What the label colours mean, for the dock (rich text)."""
-    if mode == "uncertainty_px":
-        return "colour: position uncertainty (px), viridis: dark purple low → yellow high"
-    if mode != "status":
-        return ""
-    return "  ".join(f"<span style='color:{colour}'>●</span> {status}" for status, colour in STATUS_COLOURS.items())
-
-
-def _write_autosave(job) -> Path | None:
-    """Write one autosave job ``(layer, path, pixel_size_A)``; never raises."""
-    if job is None:
-        return None
-    layer, path, pixel_size_A = job
-    try:
-        return write_positions(path, layer.data, pixel_size_A, features=_file_features(layer))
-    except (OSError, ValueError) as exc:
-        show_warning(f"Autosave to {path} failed: {exc}")
-        return None
-
-
-def _file_features(layer: Points) -> pd.DataFrame | None:
-    features = layer.features
-    if not len(features.columns) or len(features) != len(layer.data):
-        return None
-    features = features.reset_index(drop=True).copy()
-    for column in features.columns:
-        if features[column].dtype.name == "category":
-            features[column] = features[column].astype(object)
-    return features

@@ -24,9 +24,9 @@ from magicgui.widgets import (
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from .._napari.layers import layer_pixel_size_A, points_size_px, set_layer_pixel_size_A
-from .._napari.session import DEFAULT_MODEL
-from ..models.registry import REGISTRY, get_locator, list_adapted_models
+from .._napari.layers import layer_pixel_size_A, points_size_px, set_layer_pixel_size_A, unproxied
+from ..core.contrast import CONTRASTS
+from ..models.registry import DEFAULT_MODEL, REGISTRY, get_locator, list_adapted_models
 from ._worker import message_label, set_message, start_job
 
 if TYPE_CHECKING:
@@ -36,6 +36,15 @@ if TYPE_CHECKING:
 PREDICTION_STYLE = dict(face_color="transparent", border_color="#00e5ff", border_width=0.15, symbol="ring")
 NO_PIXEL_SIZE = ("no pixel size: the model guesses the sampling and Compare gives no Å and no pass/fail; "
                  "enter it above")
+
+
+def _contrast_note(meta: dict) -> str:
+    """'; columns: dark (auto)': the polarity the model ran with and who decided it."""
+    used = meta.get("contrast_used")
+    if used is None:
+        return ""
+    how = "decided on the image" if meta.get("contrast") == "auto" else "as chosen"
+    return f"; columns: {used} ({how})"
 
 
 def _locate(make_locator, image, pixel_size_A, *, progress, cancelled):
@@ -54,7 +63,7 @@ class RunModelWidget(Container):
 
     def __init__(self, napari_viewer: "napari.viewer.Viewer"):
         super().__init__(labels=True)
-        self.viewer = napari_viewer
+        self.viewer = unproxied(napari_viewer)  # layers compared as themselves (see unproxied)
         self.image = ComboBox(label="image", choices=self._image_layers)
         self.pixel_size = FloatSpinBox(label="pixel size (Å/px)", value=0.0, min=0.0, max=100.0, step=0.001,
                                        tooltip="0: unknown. Read from and written to the image layer's metadata")
@@ -67,6 +76,9 @@ class RunModelWidget(Container):
         self.rescale = FloatSpinBox(label="rescale factor", value=1.0, min=0.1, max=8.0, step=0.1)
         self.tile_size = SpinBox(label="tile size (px)", value=1024, min=64, max=8192, step=64)
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
+        self.contrast = ComboBox(label="contrast", choices=list(CONTRASTS), value="auto",
+                                 tooltip="column polarity: auto decides on the image (bright columns, e.g. HAADF, "
+                                         "or dark, e.g. ABF); the decision is shown below and kept in the layer")
         self.threshold = FloatSpinBox(label="threshold", value=0.5, min=0.01, max=0.99, step=0.05)
         self.refine = CheckBox(label="refine positions", value=False)
         self.run_button = PushButton(text="Run")
@@ -75,7 +87,7 @@ class RunModelWidget(Container):
         self.status = Label(value="")
         self.extend(
             [self.image, self.pixel_size, self.pixel_size_warning, self.model, self.weights, self.weights_dir,
-             self.fidelity, self.rescale, self.tile_size, self.device, self.threshold, self.refine,
+             self.fidelity, self.rescale, self.tile_size, self.device, self.contrast, self.threshold, self.refine,
              self.run_button, self.cancel_button, self.progress, self.status]
         )
         for label in (self.status, self.pixel_size_warning):
@@ -124,6 +136,7 @@ class RunModelWidget(Container):
             "rescale": float(self.rescale.value),
             "tile_size": int(self.tile_size.value),
             "refine": bool(self.refine.value),
+            "contrast": str(self.contrast.value),  # every registered model accepts it
         }
         if spec is not None and spec.family == "atomnet":
             options["threshold"] = float(self.threshold.value)
@@ -178,7 +191,8 @@ class RunModelWidget(Container):
     def _add_layers(self, layer: Image, locator, result) -> None:
         name = f"{layer.name} {locator.name}"
         meta = dict(result.metadata)
-        meta.update({"image_layer": layer.name, "role": "prediction", "pixel_size_A": layer_pixel_size_A(layer)})
+        meta.update({"image_layer": layer.name, "role": "prediction", "pixel_size_A": layer_pixel_size_A(layer),
+                     "contrast": str(self.contrast.value)})
         if result.probability_map is not None:
             map_name = f"{name} map"
             # one map at a time washes nothing out: later maps start hidden
@@ -209,7 +223,7 @@ class RunModelWidget(Container):
             show_warning(meta["refine_notice"])
         if len(positions) == 0:
             show_warning(f"{locator.name} found no atom columns in {layer.name}")
-        self.status.value = f"{len(positions)} positions"
+        set_message(self.status, f"{len(positions)} positions" + _contrast_note(meta))
 
     def _replace(self, name: str, add) -> None:
         """Re-running a model replaces its layer in place (same position in the list), no ``[1]`` copies."""
