@@ -72,3 +72,30 @@ def test_label_region_adapt_run_compare_and_split(make_napari_viewer, qtbot, mon
     for layer in added:
         assert compare.results[layer.name].score.f1 >= 0.9
         assert compare.results[layer.name].score.n_truth == len(viewer.layers[layer.metadata["truth_layer"]].data)
+
+
+@pytest.mark.parametrize("dock", ["Run model", "Label atom columns"])
+def test_label_and_run_docks_split_into_classes_scored_per_class(make_napari_viewer, dock):
+    """The same "Split into classes" controls sit in the Label and Run docks: a prediction
+    and its labels are split alike and the Compare dock shows one row per class."""
+    s = sim.simulate("srtio3_100", shape=(160, 160), pixel_size_pm=15, resolution_pm=80, dose_e_per_A2=1e4, seed=2)
+    viewer = make_napari_viewer()
+    viewer.add_image(s.image, name="sto", metadata={"pixel_size_A": 0.15})
+    labels = viewer.add_points(s.positions_rc, name="sto labels", metadata={"role": "ground truth"})
+    rng = np.random.default_rng(0)
+    pred = viewer.add_points(s.positions_rc + rng.normal(0, 0.2, s.positions_rc.shape), name="sto model",
+                             metadata={"role": "prediction"})
+    names = {"Run model": "Run atom-locating model", "Label atom columns": "Label atom columns"}
+    _, widget = viewer.window.add_plugin_dock_widget("napari-atombench", names[dock])
+    splitter = widget.splitter
+    splitter.layer.value = pred
+    splitter.reference.value = labels
+    added = splitter.split()
+    assert [layer.name for layer in added] == ["sto model class 0", "sto model class 1"]
+    compare = splitter.compare_widget
+    assert sorted(compare.results) == ["sto model class 0", "sto model class 1"]
+    sr = (s.species == "Sr").sum()
+    assert len(viewer.layers["sto labels class 1"].data) == sr  # Sr: the brighter class
+    for layer in added:
+        assert compare.results[layer.name].score.f1 == 1.0
+        assert compare.results[layer.name].score.n_truth == len(viewer.layers[layer.metadata["truth_layer"]].data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, ProgressBar, PushButton
 
+from ._split import SplitControls
 from ._state import status_legend as _status_legend
 from ._worker import message_label
 
@@ -49,6 +50,9 @@ def build_controls(w) -> None:
         w._colour_by, w._legend, w._low_amplitude, w._select_button,
         w._save_button, w._load_button, w._restore_button, w._status,
     ])
+    # sublattices: split the labels (or any Points layer) into one layer per class
+    w.splitter = SplitControls(w.viewer, lambda: w.image_layer)
+    w.append(w.splitter)
     w._seed_button.changed.connect(lambda: w.seed())
     w._refine_button.changed.connect(lambda: w.refine())
     w._cancel_button.changed.connect(lambda: w.cancel())

@@ -9,11 +9,8 @@ locates columns in the whole image, the result is added as a Points layer
 ``<image> <model> adapted`` and handed to the Compare dock; the weights are saved
 to the user's model folder (listed by ``atombench models``).
 
-Split: sort a Points layer's columns into classes
-(:func:`~napari_atombench.core.classify.classify_columns`) and add one layer per
-class, ``<layer> class k``. With a reference labels layer chosen, it is split
-into the same number of classes and each prediction class is scored against its
-labels class in the Compare dock (one row per class).
+Split: the shared "Split into classes" controls (:mod:`._split`, also in the
+Label and Run docks).
 """
 
 from __future__ import annotations
@@ -27,19 +24,16 @@ from napari.layers import Image, Points, Shapes
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from .._napari.layers import layer_pixel_size_A, points_size_px, unproxied
-from ..core.classify import FEATURES, classify_columns
 from ..models.finetune import finetune, save_adapted_weights
 from ..models.registry import user_models_dir
+from ._split import SplitControls, show_in_compare
 from ._worker import message_label, set_message, start_job
 from .run_model import PREDICTION_STYLE
 
 if TYPE_CHECKING:
     import napari
 
-COMPARE_WIDGET = ("napari-atombench", "Compare to labels")
 NONE = "(none)"
-#: one colour per class (ring markers)
-CLASS_COLOURS = ("#ff4fd8", "#7dff4f", "#ffa64f", "#4fa3ff", "#f5f54f")
 
 
 def adapt_and_locate(model, image, labels_rc, *, region, steps, pixel_size_A, image_name, progress, cancelled):
@@ -74,20 +68,16 @@ class AdaptWidget(Container):
         self.save = CheckBox(label="save weights to my models", value=True)
         self.adapt_button = PushButton(text="Adapt and run on whole image")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.split_layer = ComboBox(label="split points", choices=self._layers(Points))
-        self.split_reference = ComboBox(label="score against", choices=self._reference_choices)
-        self.n_classes = ComboBox(label="classes", choices=["auto", "1", "2", "3", "4", "5"], value="auto")
-        self.feature = ComboBox(label="feature", choices=list(FEATURES), value="integrated_intensity")
-        self.split_button = PushButton(text="Split into classes")
+        self.splitter = SplitControls(self.viewer, lambda: self.image.value)
+        # the host dock's names for the shared controls
+        self.split_layer, self.split_reference = self.splitter.layer, self.splitter.reference
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self.status = Label(value="")
         message_label(self.status)
         self.extend([self.image, self.labels, self.region, self.model, self.steps, self.save, self.adapt_button,
-                     self.cancel_button, self.progress, self.split_layer, self.split_reference, self.n_classes, self.feature,
-                     self.split_button, self.status])
+                     self.cancel_button, self.progress, self.status, self.splitter])
         self.adapt_button.changed.connect(self.adapt)
         self.cancel_button.changed.connect(self.cancel)
-        self.split_button.changed.connect(self.split)
         self.viewer.layers.events.inserted.connect(self._refresh)
         self.viewer.layers.events.removed.connect(self._refresh)
         self.job = None
@@ -102,11 +92,8 @@ class AdaptWidget(Container):
     def _region_choices(self, _=None):
         return [(NONE, None)] + [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Shapes)]
 
-    def _reference_choices(self, _=None):
-        return [(NONE, None)] + [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Points)]
-
     def _refresh(self, _=None) -> None:
-        for combo in (self.image, self.labels, self.region, self.split_layer, self.split_reference):
+        for combo in (self.image, self.labels, self.region):
             combo.reset_choices()
 
     # -- adapt
@@ -166,61 +153,10 @@ class AdaptWidget(Container):
         points = self.viewer.layers[name]
         set_message(self.status, f"validation F1 {card['validation_f1_before']:.3f} -> {card['validation_f1']:.3f}, "
                                  f"{card['steps']} steps, {card['seconds']:.0f} s; {len(positions)} columns")
-        self._compare([points])
+        self.compare_widget = show_in_compare(self.viewer, [points]) or self.compare_widget
 
-    def _compare(self, layers) -> None:
-        try:
-            _, compare = self.viewer.window.add_plugin_dock_widget(*COMPARE_WIDGET)
-        except Exception as exc:  # the dock is optional: the layers are already added
-            show_warning(f"Compare dock unavailable: {exc}")
-            return
-        # by name through the Compare dock's own viewer: each dock may see the layers
-        # through its own proxy objects, and the dock tells layers apart by identity
-        names = {layer.name for layer in layers}
-        compare.set_predictions([layer for layer in compare.viewer.layers if layer.name in names])
-        compare.update_now()
-        self.compare_widget = compare
-
-    # -- split
     def split(self, _=None) -> list:
-        layer, reference = self.split_layer.value, self.split_reference.value
-        image_layer = self.image.value
-        if layer is None or image_layer is None:
-            show_warning("Split into classes: choose an image and a Points layer")
-            return []
-        n = self.n_classes.value
-        image = np.asarray(image_layer.data, dtype=np.float32)
-        try:
-            result = classify_columns(image, np.asarray(layer.data)[:, -2:], n if n == "auto" else int(n),
-                                      self.feature.value)
-            ref = None
-            if reference is not None and reference is not layer:
-                ref = classify_columns(image, np.asarray(reference.data)[:, -2:], result.n_classes, self.feature.value)
-        except ValueError as exc:
-            show_error(f"Split {layer.name}: {exc}")
-            return []
-        added = self._add_classes(layer, result, None if ref is None else reference.name)
-        if ref is not None:
-            self._add_classes(reference, ref, None)
-            self._compare(added)
-        set_message(self.status, f"{layer.name}: {result.n_classes} classes "
-                                 f"({', '.join(str(c) for c in result.counts)} columns)")
-        return added
-
-    def _add_classes(self, layer: Points, result, truth_name: str | None) -> list:
-        positions = np.asarray(layer.data, dtype=float)[:, -2:]
-        added = []
-        for k in range(result.n_classes):
-            name = f"{layer.name} class {k}"
-            if name in self.viewer.layers:
-                self.viewer.layers.remove(name)
-            meta = {"class": k, "source_layer": layer.name, "feature": result.feature,
-                    "class_mean": float(result.means[k, 0]), "role": layer.metadata.get("role", "")}
-            if truth_name is not None:
-                meta["truth_layer"] = f"{truth_name} class {k}"
-            self.viewer.add_points(
-                positions[result.classes == k], name=name, size=points_size_px(positions), scale=layer.scale,
-                translate=layer.translate, metadata=meta, face_color="transparent",
-                border_color=CLASS_COLOURS[k % len(CLASS_COLOURS)], border_width=0.15, symbol="ring")
-            added.append(self.viewer.layers[name])
+        """Split a Points layer into classes (see :class:`~._split.SplitControls`)."""
+        added = self.splitter.split()
+        self.compare_widget = self.splitter.compare_widget or self.compare_widget
         return added

@@ -27,6 +27,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from .._napari.layers import layer_pixel_size_A, points_size_px, set_layer_pixel_size_A, unproxied
 from ..core.contrast import CONTRASTS
 from ..models.registry import DEFAULT_MODEL, REGISTRY, get_locator, list_adapted_models
+from ._split import SplitControls
 from ._worker import message_label, set_message, start_job
 
 if TYPE_CHECKING:
@@ -90,6 +91,9 @@ class RunModelWidget(Container):
              self.fidelity, self.rescale, self.tile_size, self.device, self.contrast, self.threshold, self.refine,
              self.run_button, self.cancel_button, self.progress, self.status]
         )
+        # sublattices: split a prediction (and its labels) into one layer per class, scored per class
+        self.splitter = SplitControls(self.viewer, lambda: self.image.value)
+        self.append(self.splitter)
         for label in (self.status, self.pixel_size_warning):
             message_label(label)
         self.pixel_size_warning.native.setStyleSheet("color: #ffb020")
