@@ -68,6 +68,31 @@ def test_random_edits_rescore_only_the_edited_layer_and_equal_a_full_recompute(m
     assert all(widget.results[p.name].score == _expected(widget, p, truth).score for p in preds)
 
 
+def test_a_single_finished_edit_is_scored_before_the_canvas_repaints(make_napari_viewer, qtbot):
+    """Mouse release -> table without waiting for the debounce timer (the repaint the edit
+    queues takes most of a second for 10^4 points under software OpenGL); a burst of edits
+    right after it still goes through the timer and ends in one update."""
+    truth, shape = _lattice(8)
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros(shape, np.float32), name="img", metadata={"pixel_size_A": PIXEL_SIZE_A})
+    viewer.add_points(truth, name="img labels", size=3)
+    pred = viewer.add_points(truth + 0.2, name="img model", size=3, metadata={"role": "prediction"})
+    widget = CompareWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.update_now()
+    qtbot.wait(50)
+    pred.data = np.asarray(pred.data)[1:]  # no event loop turn between the edit and the check
+    assert widget.results["img model"].score.n_pred == len(truth) - 1
+    assert widget.results["img model"].score == _expected(widget, pred, truth).score
+    computed = widget.cache.computed
+    widget.schedule_update()  # an update already pending (the timer runs only in the event loop)
+    pred.data = np.asarray(pred.data)[1:]  # edits while it is pending: a burst, one update later
+    pred.data = np.asarray(pred.data)[1:]
+    assert widget._timer.isActive() and widget.cache.computed == computed
+    qtbot.waitUntil(lambda: widget.cache.computed == computed + 1, timeout=5000)
+    assert widget.results["img model"].score.n_pred == len(truth) - 3
+
+
 def test_a_drag_in_progress_does_not_rescore(make_napari_viewer, qtbot):
     truth, shape = _lattice(6)
     viewer = make_napari_viewer()

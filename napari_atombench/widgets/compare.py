@@ -11,6 +11,7 @@ after a short debounce; :meth:`CompareWidget.update_now` is the whole update.
 
 from __future__ import annotations
 
+import time
 import warnings
 from typing import TYPE_CHECKING
 
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 DEBOUNCE_MS = 20
 #: Points data events sent BEFORE the data changes (and repeatedly during a drag)
 _PRE_EDIT = ("adding", "removing", "changing")
+_COMPLETED_EDIT = ("added", "removed", "changed")
 
 
 def _points_layers(viewer) -> list:
@@ -74,6 +76,9 @@ class CompareWidget(FailureInspector, QWidget):
         self._cases: list[tuple[str, int, np.ndarray]] = []  # inspector entries (kind, index, rc)
         self._last_error = ""
         self._updating = False
+        self._last_update_end = 0.0
+        #: a single finished edit is scored at once (False: every edit waits for the debounce timer)
+        self.score_edits_at_once = True
         # Points layers of unknown role present when the dock opens are compared; later
         # ones only when ticked (a scratch layer must not join the table)
         self._initial_points = {id(layer) for layer in _points_layers(self.viewer)}
@@ -231,10 +236,16 @@ class CompareWidget(FailureInspector, QWidget):
 
     def schedule_update(self, event=None) -> None:
         """Re-score after :data:`DEBOUNCE_MS` of quiet (edits in a burst cost one update)."""
-        if str(getattr(event, "action", "")) in _PRE_EDIT:
+        action = str(getattr(event, "action", ""))
+        if action in _PRE_EDIT or not self._alive() or self._updating:
             return
-        if self._alive() and not self._updating:
-            self._timer.start()
+        quiet = time.perf_counter() - self._last_update_end > DEBOUNCE_MS / 1e3
+        if self.score_edits_at_once and action in _COMPLETED_EDIT and quiet and not self._timer.isActive():
+            # one finished edit (a mouse release): score now, before the canvas repaint the
+            # edit has queued, so the table follows the hand; a burst still goes to the timer
+            self.update_now()
+            return
+        self._timer.start()
 
     @property
     def pixel_size_A(self) -> float | None:
@@ -272,6 +283,7 @@ class CompareWidget(FailureInspector, QWidget):
             self._update()
         finally:
             self._updating = False
+            self._last_update_end = time.perf_counter()
 
     def _update(self) -> None:
         truth_layer, predictions = self.truth_layer, self.prediction_layers
