@@ -26,3 +26,17 @@ def test_refine_summary_counts_each_status_and_reason():
 
 def test_refine_summary_single_reason_reads_like_a_sentence():
     assert refine_summary(["fell back"] * 328, ["sigma absurd"] * 328) == "328 fell back: sigma absurd"
+
+
+def test_refine_hint_suggests_joint_fits_when_neighbours_share_the_window():
+    from napari_atombench.widgets._state import refine_hint
+
+    status = np.array(["converged"] * 6 + ["fell back"] * 4, dtype=object)
+    reason = np.array([""] * 6 + ["Gaussian fit failed (sigma absurd); centre of mass used"] * 3
+                      + ["Gaussian fit failed (amplitude not significant); centre of mass used"], dtype=object)
+    hint = refine_hint("gaussian", status, reason)
+    assert hint.startswith("3 of 10 columns share their fit window") and "Gaussian with overlaps" in hint
+    assert refine_hint("gaussian_joint", status, reason) == ""  # already fitting them together
+    assert refine_hint("gaussian", status[:6], reason[:6]) == ""  # nothing fell back
+    weak_only = np.where(reason == "", "", "Gaussian fit failed (amplitude not significant)")
+    assert refine_hint("gaussian", status, weak_only) == ""  # not an overlap problem

@@ -89,6 +89,25 @@ def refine_summary(status, reason) -> str:
     return " | ".join(parts)
 
 
+#: reasons that say a column's window holds too much of its neighbours for a one-Gaussian fit
+_OVERLAP_REASONS = ("sigma absurd", "centre left its window")
+#: fraction of such fall-backs above which the dock suggests fitting overlapping columns together
+OVERLAP_HINT_FRACTION = 0.1
+
+
+def refine_hint(method: str, status, reason) -> str:
+    """A suggestion after an independent Gaussian refinement in which many columns fell back
+    because their neighbours share the fit window (dumbbells, close columns), else ""."""
+    if method != "gaussian" or len(status) == 0:
+        return ""
+    reason = pd.Series(np.asarray(reason, dtype=object)).fillna("").astype(str)
+    overlapping = reason.str.contains("|".join(_OVERLAP_REASONS), regex=True).to_numpy()
+    if overlapping.mean() <= OVERLAP_HINT_FRACTION:
+        return ""
+    return (f"{overlapping.sum()} of {len(status)} columns share their fit window with a neighbour: "
+            "try 'Gaussian with overlaps', which fits close columns together")
+
+
 def status_legend(mode: str = "status") -> str:
     """What the label colours mean, for the dock (rich text)."""
     if mode == "uncertainty_px":

@@ -63,6 +63,7 @@ from ._state import (  # noqa: F401 - STATUS_* and FIT_FEATURES: public names of
     EditHistory,
     doubtful_mask,
     file_features as _file_features,
+    refine_hint,
     refine_summary,
     snap_radius_px,
 )
@@ -385,10 +386,11 @@ class LabelingWidget(AutosaveMixin, Container):
         self._set_points(layer, result.positions_rc, features)
         layer.metadata["refinement"] = dict(result.parameters, method=result.method)
         counts = result.counts()
-        set_message(self._status, refine_summary(result.status, result.reason))
+        hint = refine_hint(result.method, result.status, result.reason)
+        set_message(self._status, " | ".join(filter(None, [hint, refine_summary(result.status, result.reason)])))
         if counts[STATUS_FELL_BACK] or counts[STATUS_REJECTED]:
             show_info(f"Refine: {counts[STATUS_FELL_BACK]} fell back, {counts[STATUS_REJECTED]} rejected; "
-                      "'Select doubtful' selects them")
+                      "'Select doubtful' selects them" + (f". {hint}" if hint else ""))
 
     def _refine_failed(self, exc: Exception):
         set_message(self._status, f"refinement failed: {exc}")
