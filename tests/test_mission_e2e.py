@@ -40,7 +40,7 @@ def _scores_in(compare, prediction, truth_rc, pixel_size_A):
 
 
 def _label_and_save(viewer, qtbot, image, tmp_path):
-    from napari_atombench.widgets._state import refine_summary
+    from napari_atombench.widgets._state import refine_hint, refine_summary
 
     _dock, label = viewer.window.add_plugin_dock_widget("napari-atombench", "Label atom columns")
     label._image_combo.value = image.name
@@ -74,9 +74,13 @@ def _label_and_save(viewer, qtbot, image, tmp_path):
     for method, recorded in (("gaussian", "gaussian"), ("joint", "gaussian_joint"), ("com", "center_of_mass")):
         _wait_worker(qtbot, label.refine(method))
         features = layer.features
-        assert label._status.native.toolTip() == refine_summary(features["status"], features["reason"])
+        hint = refine_hint(recorded, features["status"], features["reason"])
+        expected = " | ".join(filter(None, [hint, refine_summary(features["status"], features["reason"])]))
+        assert label._status.native.toolTip() == expected
+        # si110 dumbbells share their window with the partner column: the dock says to fit them together
+        assert bool(hint) == (method == "gaussian")
         assert layer.metadata["refinement"]["method"] == recorded
-        # many si110 columns fall back today (issue 14 item 9, core cause under study): each says why
+        # si110 columns that still fall back each say why
         failed = (features["status"] != "converged").to_numpy()
         assert (features["reason"][failed] != "").all() and np.isfinite(layer.data).all()
         assert not np.array_equal(layer.data, edited)
