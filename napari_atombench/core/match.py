@@ -160,22 +160,48 @@ def candidate_pairs(
     return pred_index[keep][order], truth_index[keep][order], distance_px[keep][order]
 
 
+def _unique_rows(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(points, axis=0, return_inverse=True, return_counts=True)`` for (N >= 1, 2)
+    floats, by one stable lexsort: the same rows in the same order, ~10x faster (``axis=0``
+    sorts a structured copy; it was most of the time of scoring 10^4 points)."""
+    order = np.lexsort((points[:, 1], points[:, 0]))
+    ordered = points[order]
+    new = np.ones(len(points), bool)
+    new[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
+    group = np.cumsum(new) - 1
+    inverse = np.empty(len(points), np.int64)
+    inverse[order] = group
+    return ordered[new], inverse, np.bincount(group)
+
+
+def _k_nearest_in_range(tree, points: np.ndarray, k: int, bound: float) -> np.ndarray:
+    """``tree.query(points, k, distance_upper_bound=bound)[1]`` as an (N, k) array (misses:
+    ``tree.n``), asking for k only where two are in range: most columns have one partner
+    within the radius, and a k = 16 query for all of them cost most of the matching."""
+    first = min(2, k)
+    loc = tree.query(points, k=first, distance_upper_bound=bound)[1].reshape(len(points), first)
+    if k == first:
+        return loc
+    full = np.full((len(points), k), tree.n, dtype=loc.dtype)
+    full[:, :first] = loc
+    crowded = loc[:, -1] < tree.n  # fewer than two in range: the first query found them all
+    if crowded.any():
+        full[crowded] = tree.query(points[crowded], k=k, distance_upper_bound=bound)[1].reshape(-1, k)
+    return full
+
+
 def _nearest_locations(source: np.ndarray, target: np.ndarray, radius_px: float, k: int):
     """Pairs (source index, target index): each source point's k nearest distinct target
     locations within ``radius_px``, at most k coincident copies of each, by rotation."""
-    locations, t_inverse, t_counts = np.unique(target, axis=0, return_inverse=True, return_counts=True)
-    t_inverse = t_inverse.reshape(-1)
+    locations, t_inverse, t_counts = _unique_rows(target)
     members = np.argsort(t_inverse, kind="stable")  # target indices grouped by location, in index order
     t_starts = np.cumsum(t_counts) - t_counts
-    s_locations, s_inverse = np.unique(source, axis=0, return_inverse=True)
-    s_inverse = s_inverse.reshape(-1)
+    s_locations, s_inverse, s_counts = _unique_rows(source)
     s_order = np.argsort(s_inverse, kind="stable")
-    s_counts = np.bincount(s_inverse)
     rank = np.empty(len(source), np.int64)  # which copy of its location each source point is
     rank[s_order] = np.arange(len(source)) - np.repeat(np.cumsum(s_counts) - s_counts, s_counts)
     kk = min(k, len(locations))
-    _, loc = cKDTree(locations).query(s_locations, k=kk, distance_upper_bound=np.nextafter(radius_px, np.inf))
-    loc = loc.reshape(len(s_locations), kk)[s_inverse]  # per source point
+    loc = _k_nearest_in_range(cKDTree(locations), s_locations, kk, np.nextafter(radius_px, np.inf))[s_inverse]
     found = loc < len(locations)
     # the bound acted on a point whose k-th location is in range (there may be more) or
     # that saw a location with more than k copies
@@ -310,13 +336,21 @@ def _greedy(p_idx: np.ndarray, t_idx: np.ndarray, dist: np.ndarray) -> np.ndarra
     return np.asarray(taken, np.int64)
 
 
+#: assignment costs are rounded to multiples of 1/COST_GRID px (see :func:`_assign`)
+COST_GRID = 2.0**20
+
+
 def _assign(p_idx: np.ndarray, t_idx: np.ndarray, dist: np.ndarray) -> np.ndarray:
     """Indices into the given edges of the optimal one-to-one subset (see module docstring)."""
     # compact the node numbering to the nodes that appear
     p_nodes, p_local = np.unique(p_idx, return_inverse=True)
     t_nodes, t_local = np.unique(t_idx, return_inverse=True)
     n_p, n_t, n_e = len(p_nodes), len(t_nodes), len(p_idx)
-    big = float(dist.sum()) + 1.0  # M: more than any total distance
+    # Costs on a grid of 2^-20 px: every sum the solver forms is then exact in float64.
+    # With raw float distances SciPy's LAPJVsp can cycle forever on near-ties (seen with 15
+    # coincident predictions among 59 labels); totals closer than ~1e-6 px are ties anyway.
+    dist = np.round(dist * COST_GRID) / COST_GRID
+    big = float(np.ceil(dist.sum())) + 1.0  # M: more than any total distance
     # Left nodes: predictions [0, n_p) then label slots [n_p, n_p + n_t).
     # Right nodes: labels [0, n_t) then prediction slots [n_t, n_t + n_p).
     rows = np.concatenate([p_local, np.arange(n_p), n_p + np.arange(n_t), n_p + t_local])
