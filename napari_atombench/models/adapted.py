@@ -13,6 +13,7 @@ spec with those weights.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,9 @@ def user_models_dir() -> Path:
 def adapted_model_path(image_name: str, base_model: str) -> Path:
     """Where an adapted model of ``base_model`` for image ``image_name`` is saved by default:
     ``<user models dir>/<image stem>-<base model>-adapted.pt``."""
-    return user_models_dir() / f"{Path(image_name).stem}-{base_model}-adapted.pt"
+    # a layer name may hold spaces or slashes: keep the file name portable
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(image_name).stem).strip("_") or "image"
+    return user_models_dir() / f"{stem}-{base_model}-adapted.pt"
 
 
 def load_adapted_weights(path: str | os.PathLike) -> tuple[dict, dict]:

@@ -426,16 +426,17 @@ def _base_card(base, weights) -> dict:
 def save_adapted_weights(result: FineTuneResult, path: str | Path) -> Path:
     """Write ``{"state_dict", "card"}`` to ``path`` (a ``.pt`` that
     ``torch.load(weights_only=True)`` reads; ``locate --weights`` accepts it)."""
+    import io
     import json
 
     import torch
 
+    from ..core.io import atomic_write_bytes
+
     path = Path(path)
     if path.suffix not in (".pt", ".pth"):
         raise ValueError(f"{path}: adapted weights must be written to a .pt or .pth file")
-    path.parent.mkdir(parents=True, exist_ok=True)
     card = json.loads(json.dumps(result.card))  # plain JSON types only, as weights_only loading needs
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"state_dict": result.state_dict, "card": card}, tmp)
-    tmp.replace(path)
-    return path
+    buffer = io.BytesIO()
+    torch.save({"state_dict": result.state_dict, "card": card}, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())

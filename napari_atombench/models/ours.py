@@ -126,10 +126,14 @@ class AtomBenchLocator:
                 t = t.contiguous(memory_format=torch.channels_last)
             return torch.sigmoid(self.net(t).float())[0].cpu().numpy()
 
-    @reuse_freed_memory()
     def predict_map(self, image, *, contrast: str | None = None, progress=None, cancelled=None) -> np.ndarray:
         """Heatmap of column centres; ``contrast`` None: the locator's own."""
-        x = standardize(self._bright(image, contrast)[0], self.normalize_window_px)
+        return self._heatmap(self._bright(image, contrast)[0], progress=progress, cancelled=cancelled)
+
+    @reuse_freed_memory()
+    def _heatmap(self, bright: np.ndarray, *, progress=None, cancelled=None) -> np.ndarray:
+        """Heatmap of an image already checked and with bright columns."""
+        x = standardize(bright, self.normalize_window_px)
         h, w = x.shape
         d = self.net.downsampling
         ph, pw = (-h) % d, (-w) % d
@@ -144,7 +148,7 @@ class AtomBenchLocator:
                cancelled=None) -> LocateResult:
         t0 = time.perf_counter()
         image, contrast_meta = self._bright(image, contrast)
-        prob = self.predict_map(image, contrast="bright", progress=progress, cancelled=cancelled)
+        prob = self._heatmap(image, progress=progress, cancelled=cancelled)
         positions = heatmap_peaks(prob, self.threshold, self.min_distance_px)
         meta = {
             "model": self.name,

@@ -21,11 +21,10 @@ from .base import LocateResult
 
 
 def estimate_separation_px(image: np.ndarray) -> float | None:
-    """Nearest column separation from issue #4's ``core.peaks`` (None if unavailable)."""
-    try:
-        from ..core.peaks import estimate_separation
-    except ImportError:  # pragma: no cover - present after the merge
-        return None
+    """Nearest column separation (:func:`~napari_atombench.core.peaks.estimate_separation`),
+    or None when the image shows no lattice."""
+    from ..core.peaks import estimate_separation
+
     try:
         return float(estimate_separation(image))
     except ValueError:

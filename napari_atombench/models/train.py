@@ -16,6 +16,7 @@ config, RNG states) load with ``weights_only=True`` and resume exactly.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import time
@@ -25,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..core.io import atomic_write_bytes
 from .checkpoints import load_checkpoint, sha256_of
 from .registry import build_architecture
 from .train_data import (  # noqa: F401 - the data generators, importable from here as before
@@ -250,9 +252,9 @@ def _save_checkpoint(path: Path, config: TrainConfig, net, opt, run: dict) -> No
         "trained_pixel_size_A": config.trained_pixel_size_A,
         "trained_separation_px": run["trained_separation_px"],
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())  # a kill mid-write keeps the previous checkpoint
 
 
 def _train_loop(config, recipe, net, opt, run, images, targets, device, out, log, cancelled) -> None:

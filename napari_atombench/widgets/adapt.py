@@ -15,7 +15,6 @@ Label and Run docks).
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,7 +24,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from .._napari.layers import layer_pixel_size_A, points_size_px, unproxied
 from ..models.finetune import finetune, save_adapted_weights
-from ..models.registry import user_models_dir
+from ..models.adapted import adapted_model_path
 from ._split import SplitControls, show_in_compare
 from ._worker import message_label, set_message, start_job
 from .run_model import PREDICTION_STYLE
@@ -143,8 +142,7 @@ class AdaptWidget(Container):
         meta = {**located.metadata, "adapted": card, "image_layer": layer.name, "role": "prediction",
                 "pixel_size_A": layer.metadata.get("pixel_size_A")}
         if self.save.value:
-            stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", layer.name).strip("_") or "image"
-            path = save_adapted_weights(result, user_models_dir() / f"{stem}-{card['base_model']}-adapted.pt")
+            path = save_adapted_weights(result, adapted_model_path(layer.name, card["base_model"]))
             meta["weights_path"] = str(path)
         positions = np.asarray(located.positions_rc, dtype=float).reshape(-1, 2)
         name = f"{layer.name} {card['base_model']} adapted"
