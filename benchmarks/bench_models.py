@@ -117,9 +117,12 @@ def padded_work_px(loc, side: int) -> int:
     return len(starts) ** 2 * t * t
 
 
-def atombench_table(threads: int, v3_weights: Path | None, side: int = 1024, repeats: int = 3) -> int:
-    """atombench at ``side``² (already at the trained sampling): time of each path and
-    its ratio to the v2 path, and positions kept (one-to-one within 0.1 px)."""
+def atombench_table(threads: int, v3_weights: Path | None, shared: Path, side: int = 1024, repeats: int = 3) -> int:
+    """atombench at ``side``² (already at the trained sampling): time of each network path
+    and its ratio to the v2 path, positions kept (one-to-one within 0.1 px); then the
+    whole user-facing ``locate`` (sampling wrapper: lattice estimate, contrast auto,
+    resampling, peaks) with and without the pixel size, against the published cubic
+    AtomNet through its original-fidelity path in the same run."""
     from napari_atombench.core.match import match_positions
 
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, load average {os.getloadavg()}")
@@ -140,7 +143,32 @@ def atombench_table(threads: int, v3_weights: Path | None, side: int = 1024, rep
         kept = match_positions(pos, ref_pos, 0.1).n_tp / max(len(ref_pos), 1)
         print(f"{name:<32} {med:>9.3f} {f'[{lo:.2f}-{hi:.2f}]':>15} {ref_t / med:>6.2f}x {len(pos):>6} {100 * kept:>6.1f}%",
               flush=True)
+    full_locate_table(image, shared, repeats)
     return 0
+
+
+def full_locate_table(image: np.ndarray, shared: Path, repeats: int) -> None:
+    """The whole ``locate`` a user runs, and its ratio to the cubic AtomNet's original path."""
+    cubic_weights = shared / "weights" / "cubic-best_weights.pt"
+    cubic_t = None
+    if cubic_weights.is_file():
+        cubic = get_locator("atomnet-cubic", weights=cubic_weights, device="cpu", fidelity="original")
+        cubic.locate(image[:256, :256])
+        cubic_t = timed(lambda: cubic.locate(image), 1)[0]
+    runs = [("atombench locate, 0.2 A/px", dict(pixel_size_A=0.2)),
+            ("atombench locate, no pixel size", dict(pixel_size_A=None))]
+    loc = get_locator("atombench", device="cpu")
+    loc.locate(image[:256, :256], 0.2)
+    print(f"\nwhole locate at {image.shape[0]}² (contrast auto):")
+    print(f"{'run':<34} {'median s':>9} {'[min-max]':>15} {'vs cubic orig':>14}")
+    for name, kw in runs:
+        med, lo, hi = timed(lambda: loc.locate(image, **kw), repeats)
+        ratio = f"{med / cubic_t:>13.3f}x" if cubic_t else f"{'-':>14}"
+        print(f"{name:<34} {med:>9.3f} {f'[{lo:.2f}-{hi:.2f}]':>15} {ratio}", flush=True)
+    if cubic_t:
+        print(f"{'atomnet-cubic locate, original':<34} {cubic_t:>9.3f} {'(1 run)':>15} {1.0:>13.3f}x")
+    else:
+        print(f"atomnet-cubic: no weights at {cubic_weights}; ratio not measured")
 
 
 def speed_table(args, fixtures: Path) -> None:
@@ -233,7 +261,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.atombench:
-        return atombench_table(args.threads, args.v3_weights)
+        return atombench_table(args.threads, args.v3_weights, args.shared)
     fixtures = args.shared / "fixtures" / "models"
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, load average {os.getloadavg()}")
     kernel_table(args.threads)

@@ -192,6 +192,8 @@ def test_fast_path_keeps_the_fp32_result():
     fast = get_locator("atombench", device="cpu", sampling_aware=False)
     assert fast.fast and not plain.fast and not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.net.modules())
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.net.modules())  # folding works on a copy
+    # the decoders' first convolutions are split by input channels (no full-resolution concatenation)
+    assert sum(type(m).__name__ == "SkipConv" for m in fast.net.modules()) == fast.net.depth
     a, b = plain.predict_map(s.image), fast.predict_map(s.image)
     # fp32 with a different summation order: differences of a few ulps of the logits
     assert np.abs(a - b).max() < 1e-4

@@ -92,7 +92,10 @@ class AtomBenchLocator:
         # the network as built (BatchNorm kept): what fine-tuning starts from and saves
         self.source_net = net
         if self.fast:
-            net = fold_batchnorm(net).to(memory_format=torch.channels_last)
+            net = fold_batchnorm(net)
+            if hasattr(net, "split_skip_convs"):  # our U-Net: no full-resolution concatenation
+                net = net.split_skip_convs()
+            net = net.to(memory_format=torch.channels_last)
         self.net = net
         self.bf16 = resolve_bf16(bf16, self.device)
         self.provenance = dict(provenance)

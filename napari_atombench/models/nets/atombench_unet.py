@@ -27,6 +27,26 @@ def _net_classes():
                 nn.ReLU(inplace=True),
             )
 
+    class SkipConv(nn.Module):
+        """A decoder block's first convolution split by input channels, so that
+        ``conv(cat([skip, up]))`` becomes ``conv_skip(skip) + conv_up(up)``: the
+        same sum without writing the concatenated full-resolution tensor (memory
+        traffic that cost as much as a convolution at 1024² on a 2-core CPU)."""
+
+        def __init__(self, conv: nn.Conv2d, skip_channels: int):
+            super().__init__()
+            weight = conv.weight.detach()
+            out_ch, k = weight.shape[0], conv.kernel_size
+            self.skip = nn.Conv2d(skip_channels, out_ch, k, padding=conv.padding, bias=True)
+            self.up = nn.Conv2d(weight.shape[1] - skip_channels, out_ch, k, padding=conv.padding, bias=False)
+            with torch.no_grad():
+                self.skip.weight.copy_(weight[:, :skip_channels])
+                self.up.weight.copy_(weight[:, skip_channels:])
+                self.skip.bias.copy_(conv.bias if conv.bias is not None else torch.zeros(out_ch))
+
+        def forward(self, skip: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+            return self.skip(skip).add_(self.up(up))
+
     class AtomBenchUNet(nn.Module):
         """Compact U-Net: ``depth`` poolings, channels ``base * 2**level``, BN + ReLU,
         bilinear upsampling and skip concatenation; one output channel of logits
@@ -52,8 +72,22 @@ def _net_classes():
             x = skips.pop()
             for k in reversed(range(self.depth)):
                 x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-                x = self.dec[k](torch.cat([skips[k], x], dim=1))
+                block = self.dec[k]
+                if isinstance(block[0], SkipConv):
+                    x = block[0](skips[k], x)
+                    for layer in list(block)[1:]:
+                        x = layer(x)
+                else:
+                    x = block(torch.cat([skips[k], x], dim=1))
             return self.head(x)
+
+        def split_skip_convs(self) -> "AtomBenchUNet":
+            """Replace each decoder's first convolution by a :class:`SkipConv` (in place;
+            for inference: the state_dict keys change)."""
+            for k, block in enumerate(self.dec):
+                if not isinstance(block[0], SkipConv):
+                    block[0] = SkipConv(block[0], self.enc[k][0].out_channels)
+            return self
 
         def logits(self, x: torch.Tensor) -> torch.Tensor:
             return self.forward(x)
