@@ -67,6 +67,10 @@ def make_bad_files(d: Path) -> None:
     (d / "many.csv").write_text("x_px,y_px\n" + "\n".join(f"{x},{y}" for x, y in many) + "\n")
     (d / "same.csv").write_text("x_px,y_px\n" + "5,5\n" * 3000)
     (d / "a_file").write_text("x")
+    import torch
+
+    # a plain state_dict that fits no atombench_unet width
+    torch.save({"enc.0.0.weight": torch.zeros(3, 1, 3, 3)}, d / "narrow_state.pt")
 
 
 IMG, LAB = "{d}/img.tif", "{d}/labels.csv"
@@ -196,6 +200,11 @@ BAD_CASES: list[tuple[str, list[str]]] = [
     ("train-resume-directory", TRAIN + ["--resume", "{d}/folder"]),
     ("train-out-is-directory", ["train", "atombench_unet", "--quick", "--out", "{d}/out_dir", "--device", "cpu"]),
     ("train-base-channels-zero", TRAIN + ["--base-channels", "0"]),
+    ("train-init-not-weights", TRAIN + ["--init-weights", "{d}/not_a_checkpoint.pt"]),
+    ("train-init-missing", TRAIN + ["--init-weights", "{d}/missing.pt"]),
+    ("train-init-malicious", TRAIN + ["--init-weights", "{d}/malicious.pt"]),
+    ("train-init-wrong-shape", TRAIN + ["--init-weights", "{d}/narrow_state.pt"]),
+    ("train-init-and-resume", TRAIN + ["--init-weights", "{d}/narrow_state.pt", "--resume", "{d}/narrow_state.pt"]),
     # benchmark
     ("benchmark-missing-dataset", ["benchmark", "{d}/missing_ds", "--model", "atombench", "--out", "{d}/b.csv"]),
     ("benchmark-folder-without-cases", ["benchmark", "{d}/ds_no_cases", "--model", "atombench", "--out", "{d}/b.csv"]),

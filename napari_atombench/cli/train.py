@@ -44,6 +44,9 @@ def register(subparsers) -> None:
     parser.add_argument("--pool-workers", type=integer(1), default=1,
                         help="processes generating the --modalities pool (same pool for any number)")
     parser.add_argument("--export-weights", type=output_file, help="also write fp16 weights + JSON record here")
+    parser.add_argument("--init-weights", type=Path, metavar="PT",
+                        help="start from these weights (e.g. the shipped atombench.pt) instead of a random network; "
+                        "its SHA-256 is recorded in the checkpoint")
     parser.set_defaults(func=run_train)
 
 
@@ -54,6 +57,9 @@ def run_train(args) -> int:
         if pair and pair[0] > pair[1]:
             raise UserError(f"{flag} {pair[0]:g} {pair[1]:g}: give MIN then MAX")
     check_input_file("--resume", args.resume)
+    check_input_file("--init-weights", args.init_weights)
+    if args.resume is not None and args.init_weights is not None:
+        raise UserError("--init-weights and --resume: a resumed run already has its weights; give one")
     if args.quick:
         args.steps, args.crop, args.pool_size, args.batch_size = min(args.steps, 5), 32, 4, 2
     config = TrainConfig(
@@ -65,6 +71,7 @@ def run_train(args) -> int:
         normalize_window_px=args.normalize_window,
         resolution_pm=tuple(args.resolution_pm) if args.resolution_pm else None,
         modalities=args.modalities, pool_workers=args.pool_workers,
+        init_weights=str(args.init_weights) if args.init_weights else None,
     )
     summary = train(config, args.out, resume=args.resume, log=lambda m: print(m, flush=True))
     if args.export_weights is not None:

@@ -81,6 +81,10 @@ class TrainConfig:
     #: :data:`POOL_CHUNK` scene chunks seeded from ``seed`` and the chunk index, so
     #: it is the same for any number of workers
     pool_workers: int = 1
+    #: start from these weights (a state_dict file, fp16 or fp32) instead of a random
+    #: network; the file's SHA-256 goes into ``init_weights_sha256``
+    init_weights: str | None = None
+    init_weights_sha256: str | None = None
 
 
 # --------------------------------------------------------------------- normalisation
@@ -190,6 +194,8 @@ def train(
     torch.manual_seed(config.seed)
     net = build_architecture(config.architecture, **config.arch_kwargs)
     _init_output_bias(net)
+    if config.init_weights is not None and resume is None:
+        _load_init_weights(net, config)
     net = net.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-4)
     run = {"step": 0, "history": [], "wall_s": 0.0, "rng": np.random.default_rng(config.seed + 1)}
@@ -203,6 +209,19 @@ def train(
     _train_loop(config, recipe, net, opt, run, images, targets, device, out, log, cancelled)
     _save_checkpoint(out, config, net, opt, run)
     return {"step": run["step"], "history": run["history"], "wall_s": _wall_s(run), "checkpoint": str(out)}
+
+
+def _load_init_weights(net, config: TrainConfig) -> None:
+    """Start ``net`` from ``config.init_weights`` (and record the file's SHA-256 in ``config``)."""
+    state = load_checkpoint(config.init_weights)
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    try:
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except (RuntimeError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{config.init_weights}: these weights do not fit {config.architecture} "
+                         f"{config.arch_kwargs}: {first}") from None
+    config.init_weights_sha256 = sha256_of(config.init_weights)
 
 
 def _wall_s(run: dict) -> float:
