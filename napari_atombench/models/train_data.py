@@ -128,6 +128,11 @@ def random_scene_kwargs(rng: np.random.Generator, crop_px: int, pixel_size_A: fl
 #: column is at <= 6 % and unlabelled; between the two no training scene labels light columns
 ABF_Z_EXPONENT = (0.3, 0.6)
 IDPC_Z_EXPONENT = (0.4, 0.7)
+#: amplitude of the support's texture on ``thick_support`` scenes, relative to an atom's
+#: peak: the texture is |smooth noise| (peaks ~3x its amplitude), so up to 0.35 leaves every
+#: labelled atom visible above most of the support; 0.5-1.5 (the first v3 recipe) buried
+#: most atoms, labelled but invisible (v2 and the first v3 found 12-45 % of them)
+THICK_SUPPORT_AMORPHOUS = (0.1, 0.35)
 MODALITY_KINDS = {"abf": 0.12, "idpc": 0.1, "light_lowdose": 0.08, "nanoparticle": 0.07, "thick_support": 0.06}
 
 HBN = sim.Crystal(
@@ -166,7 +171,8 @@ def modality_scene_kwargs(kind: str, kw: dict, rng: np.random.Generator) -> dict
                   vacancy_fraction=0.0, substitution_fraction=0.0)
     elif kind == "thick_support":
         kw.update(crystal=None, adatoms_per_nm2=rng.uniform(0.3, 3.0), adatom_z=int(rng.choice([78, 79, 77, 74])),
-                  amorphous=rng.uniform(0.5, 1.5), background_gradient=rng.uniform(0.3, 1.0), z_exponent=1.7,
+                  amorphous=rng.uniform(*THICK_SUPPORT_AMORPHOUS), background_gradient=rng.uniform(0.3, 1.0),
+                  z_exponent=1.7,
                   resolution_pm=math.exp(rng.uniform(math.log(80), math.log(400))))
     else:
         raise ValueError(f"unknown modality {kind!r}; known: {', '.join(MODALITY_KINDS)}")
