@@ -47,7 +47,8 @@ def test_nanoparticle_labels_only_the_particle():
 
 def test_thick_support_and_light_lowdose_recipes():
     kw, s, _ = _scene("thick_support", 1)
-    assert kw["crystal"] is None and kw["amorphous"] >= 0.5 and 80 <= kw["resolution_pm"] <= 400
+    lo, hi = tr.THICK_SUPPORT_AMORPHOUS
+    assert kw["crystal"] is None and lo <= kw["amorphous"] <= hi and 80 <= kw["resolution_pm"] <= 400
     kw, s, _ = _scene("light_lowdose", 2)
     px = kw["pixel_size_pm"] / 100
     assert kw["dose_e_per_A2"] * px**2 <= 12.0
