@@ -47,7 +47,9 @@ def test_nanoparticle_labels_only_the_particle():
 
 def test_thick_support_and_light_lowdose_recipes():
     kw, s, _ = _scene("thick_support", 1)
-    lo, hi = tr.THICK_SUPPORT_AMORPHOUS
+    from napari_atombench.models.train_data import THICK_SUPPORT_AMORPHOUS
+
+    lo, hi = THICK_SUPPORT_AMORPHOUS
     assert kw["crystal"] is None and lo <= kw["amorphous"] <= hi and 80 <= kw["resolution_pm"] <= 400
     kw, s, _ = _scene("light_lowdose", 2)
     px = kw["pixel_size_pm"] / 100
