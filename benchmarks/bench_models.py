@@ -127,10 +127,10 @@ def atombench_table(threads: int, v3_weights: Path | None, shared: Path, side: i
 
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, load average {os.getloadavg()}")
     image = simulate_crystal(SRTIO3_100, shape=(side, side), pixel_size_A=0.2, seed=1).image
-    paths = [("v2 path (fp32, BN, contiguous)", dict(fast=False)), ("new path fp32", {}),
-             ("new path bf16", dict(bf16=True)), ("new path bf16=auto", dict(bf16="auto"))]
+    paths = [("v2 path (fp32, BN, contiguous)", dict(fast=False)), ("v3 path fp32", {}),
+             ("v3 path bf16", dict(bf16=True)), ("v3 path bf16=auto", dict(bf16="auto"))]
     if v3_weights is not None:
-        paths.append(("v3 weights, new path fp32", dict(weights=v3_weights)))
+        paths.append((f"{v3_weights.name}, v3 path fp32", dict(weights=v3_weights)))
     ref_t = ref_pos = None
     print(f"{'path':<32} {'median s':>9} {'[min-max]':>15} {'vs v2':>7} {'n':>6} {'kept':>7}")
     for name, opts in paths:
@@ -255,9 +255,10 @@ def main(argv=None) -> int:
     parser.add_argument("--kernels", action="store_true", help="only the fp32 vs bf16 conv kernel table")
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared")
     parser.add_argument("--atombench", action="store_true",
-                        help="only our atombench: v2 path (unfolded fp32) vs the new path (folded BN, channels_last, "
-                        "one tile; fp32 and bf16) at 1024², and the v3 weights given by --v3-weights")
-    parser.add_argument("--v3-weights", type=Path, help="atombench v3 weights for --atombench")
+                        help="only our atombench: v2 path (unfolded BN, contiguous, concatenated skips) vs the v3 path "
+                        "(folded BN, channels_last, split skip convolutions, one tile; fp32 and bf16) at 1024², then "
+                        "the whole locate against the cubic AtomNet's original path")
+    parser.add_argument("--v3-weights", "--weights", type=Path, help="also time these atombench weights (--atombench)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.atombench:

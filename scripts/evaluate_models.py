@@ -200,6 +200,34 @@ not labelled. On-the-fly augmentation: flips, 90° rotations, gamma, extra noise
 No experimental image was used for training or tuning."""
 
 
+MODALITIES_TEXT = """With `--modalities` (the v3 recipe, `docs/models-ours.md`): 43 % of the pool are
+modality scenes (`train_data.MODALITY_KINDS`): ABF (dark columns, contrast Z^0.3–0.6, mirrored to
+bright as `contrast="dark"` does; 12 %), iDPC-like (Z^0.4–0.7, O columns labelled; 10 %), low-dose
+graphene / hBN (1–12 counts at a column; 8 %), fcc [100] nanoparticles on vacuum (7 %) and single
+heavy atoms on a textured support with a thickness gradient and probes up to 400 pm (6 %); each
+scene simulated at its own pixel size (`--native-pixel-size`) and resampled to the trained sampling
+as inference does; JPEG (quality 20–90), low-pass and per-row offsets on 12 % of crops each."""
+
+
+def _start_lines(card: dict) -> list[str]:
+    """Where a warm-started run began (``--init-weights``)."""
+    config = card.get("config", {})
+    if not config.get("init_weights"):
+        return []
+    return [f"- started from: `{Path(config['init_weights']).name}` (sha256 "
+            f"`{str(config.get('init_weights_sha256', ''))[:16]}…`; `--init-weights`)"]
+
+
+def _validation_lines(card: dict) -> list[str]:
+    """The per-modality simulated validation a v3 card records (scripts/evaluate_modalities.py)."""
+    validation = card.get("modality_validation")
+    if not validation:
+        return []
+    return ["", "## Simulated validation per modality (scripts/evaluate_modalities.py)", "",
+            "| modality | recall | precision | F1 |", "|---|---|---|---|",
+            *[f"| {m} | {_fmt(r['recall'])} | {_fmt(r['precision'])} | {_fmt(r['f1'])} |" for m, r in validation.items()]]
+
+
 def write_model_cards(result: dict, cards: dict, folder: Path) -> None:
     """One markdown card per shipped model: command, data recipe, steps, cost, scores."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -226,9 +254,13 @@ def write_model_cards(result: dict, cards: dict, folder: Path) -> None:
                "by the border, which hand labels leave out too; a design choice, checked against the experimental "
                "labels: see models-ours.md)"] if "edge_px" in card else []),
             "",
+            *_start_lines(card),
+            "",
             "## Data recipe",
             "",
             RECIPE_TEXT,
+            *(["", MODALITIES_TEXT] if card.get("config", {}).get("modalities") else []),
+            *_validation_lines(card),
             "",
             "## Scores (max distance 0.5 Å)",
             "",
