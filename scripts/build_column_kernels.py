@@ -81,7 +81,7 @@ DETECTORS = ("haadf", "bf", "abf", "dpc", "idpc")
 #: anti-aliasing limit of the 0.05 Å grid at 300 kV (131 mrad), the same at 200 kV.
 DETECTORS_MRAD = {"haadf": lambda a: (70.0, 130.0), "bf": lambda a: (0.0, 0.5 * a), "abf": lambda a: (0.5 * a, a)}
 
-QUICK = dict(stacks=("Sr", "O"), kv=(300,), conv=(20.0,), depths=(0.0, 50.0), repeats=(1, 2, 5))
+QUICK = dict(stacks=("Sr", "O", "TiO", "Pt"), kv=(300,), conv=(20.0,), depths=(0.0, 100.0), repeats=(1, 2, 3))
 
 
 def _setup_abtem():
@@ -271,7 +271,7 @@ def main(argv=None) -> int:
                         help="folder of the per-run results (rerunning skips the runs found there)")
     parser.add_argument("--quick", action="store_true", help="a tiny grid (smoke test)")
     parser.add_argument("--anchors", action="store_true", help="validate the library in --out against full multislice")
-    parser.add_argument("--anchor-repeats", type=int, nargs="+", default=[3, 8, 20])
+    parser.add_argument("--anchor-repeats", type=int, nargs="+", default=[2, 5, 8])
     parser.add_argument("--pt-on-carbon", action="store_true", help="with --anchors: the Pt-on-amorphous-C anchor too")
     args = parser.parse_args(argv)
     if args.anchors:

@@ -95,12 +95,14 @@ def interpolation_bound(stack, detector, repeats, depth_A, pixel_size_A):
     """Linear interpolation on the radius grid (h) errs by at most max|f''| h²/8, plus float32 storage.
 
     For f = A exp(-r²/2s²) (a Gaussian), |f''| ≤ |A|/s²; the rendered sample is also
-    evaluated at a pixel distance computed in float64 (negligible).
+    evaluated at a pixel distance computed in float64 (negligible); tails below 1e-4 of the
+    peak are dropped.
     """
     s = width_A(depth_A)
     peak = abs(amplitude(stack, detector, repeats)) / (s / 0.4) ** 2
     h = float(np.diff(RADIUS_A).max())
-    return peak / s**2 * h**2 / 8 + 2 * EPS32 * peak
+    dropped_tail = 1e-4 * peak  # the renderer ends its window where every kernel is below 1e-4 of the largest
+    return peak / s**2 * h**2 / 8 + 2 * EPS32 * peak + dropped_tail
 
 
 # ----------------------------------------------------------------------------- loading
