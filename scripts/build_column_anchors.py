@@ -4,7 +4,7 @@ Run through ``python scripts/build_column_kernels.py --anchors [--pt-on-carbon]`
 (it needs abTEM, like the library build). For every (kV, convergence) of the
 library it simulates SrTiO3 [100] (a periodic 4 x 4 cell crop, one frozen-phonon
 configuration, the library's slicing and detectors), scans one unit cell at
-a/16 = 0.244 Å, averaging two frozen-phonon configurations, and compares each detector at several thicknesses with the sum of
+a/14 = 0.279 Å, averaging two frozen-phonon configurations, and compares each detector at several thicknesses with the sum of
 the library's kernels rendered by ``core.column_kernels`` (periodic images of
 every column within the kernel radius included):
 
@@ -41,7 +41,7 @@ from napari_atombench.core.column_kernels import ACCEPT_R2, ColumnKernelLibrary,
 
 A_SRTIO3 = 3.905
 CELLS = 4
-SCAN_GPTS = 16
+SCAN_GPTS = 14
 #: Frozen-phonon configurations averaged in the anchors (the reference must be a thermal mean, not one snapshot)
 ANCHOR_CONFIGS = 2
 #: (u, v, w) fractional positions in the perovskite cell, w shifted by 1/4 so no atom sits on a slice boundary
@@ -81,6 +81,8 @@ def multislice_srtio3(kv: float, conv: float, repeats: list[int]) -> dict:
         array = array.mean(axis=0)
     patterns = array.reshape(len(repeats), SCAN_GPTS, SCAN_GPTS, *measured.shape[-2:])
     signals = integrate_xy(patterns, measured.sampling[-2:], kv, conv)
+    vacuum = bck.vacuum_levels(kv, conv, extent_A=CELLS * A_SRTIO3)
+    signals["vacuum"] = {d: np.float64(vacuum[d]) for d in ("haadf", "bf", "abf")}
     return signals
 
 
@@ -130,6 +132,8 @@ def compare(library: ColumnKernelLibrary, kv: float, conv: float, repeats: list[
         common = dict(pixel_size_A=step_A, kv=kv, convergence_mrad=conv, thickness_A=n * A_SRTIO3)
         kern = {d: render_kernel_image(shape, positions, species, library, detector=d, **common).image
                 for d in ("haadf", "bf", "abf", "idpc", "dpc_x", "dpc_y")}
+        for d in ("haadf", "bf", "abf"):  # the vacuum level of the crop's own grid (see bck.vacuum_levels)
+            kern[d] += measured["vacuum"][d] - library.vacuum_level(d, kv=kv, convergence_mrad=conv)
         ms_idpc = idpc_periodic(measured["com_x"][t], measured["com_y"][t], step_A)
         pairs = {d: (measured[d][t], kern[d]) for d in ("haadf", "bf", "abf")}
         pairs["idpc"] = (ms_idpc - ms_idpc.mean(), kern["idpc"] - kern["idpc"].mean())
@@ -138,7 +142,8 @@ def compare(library: ColumnKernelLibrary, kv: float, conv: float, repeats: list[
             rows.append(dict(crystal="SrTiO3 [100]", detector=d, kv=float(kv), convergence_mrad=float(conv),
                              thickness_A=round(n * A_SRTIO3, 3), r2=round(r_squared(ref, model), 4),
                              r2_affine=round(float(np.corrcoef(ref.ravel(), model.ravel())[0, 1]) ** 2, 4)))
-        images[n] = dict(kern, ms_idpc=ms_idpc, **{f"ms_{k}": measured[k][t] for k in measured})
+        images[n] = dict(kern, ms_idpc=ms_idpc, ms_vacuum=measured["vacuum"],
+                         **{f"ms_{k}": measured[k][t] for k in measured if k != "vacuum"})
     return rows, images
 
 
@@ -154,7 +159,9 @@ def run_anchors(library_path: Path, repeats: list[int], pt_on_carbon: bool = Fal
             all_rows += rows
             for n, imgs in images.items():
                 for k, v in imgs.items():
-                    if k.startswith("ms_"):
+                    if k == "ms_vacuum":
+                        crops.update({f"vacuum_{d}_{kv:g}kV_{conv:g}mrad": np.float64(x) for d, x in v.items()})
+                    elif k.startswith("ms_"):
                         crops[f"{k[3:]}_{kv:g}kV_{conv:g}mrad_{n}"] = v.astype(np.float32)
             print(f"anchor SrTiO3 [100] {kv:g} kV {conv:g} mrad: {time.time() - t:.0f} s", flush=True)
     print_table(all_rows)

@@ -7,8 +7,12 @@ so every rendered value can be checked against a closed form; abTEM never runs.
 
 from __future__ import annotations
 
+import fnmatch
+import importlib.util
 import json
+import tomllib
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -240,6 +244,15 @@ def test_dpc_components_point_at_the_column(library):
     np.testing.assert_allclose(dpc_x, dpc_y.T, atol=1e-12)
     want = analytic("Sr", "dpc", 1, 0.0, 0.5)
     assert dpc_x[20, 25] == pytest.approx(want, rel=0.01)
+
+
+def test_scan_offsets_move_the_sampling_points(library):
+    # the beam at pixel (r, c) sits at (r + dy[r], c + dx[r, c]): a constant offset shifts the image back
+    kwargs = dict(detector="abf", pixel_size_A=0.1, kv=300, convergence_mrad=20, thickness_A=PERIOD_A)
+    shifted = render_kernel_image((40, 50), [[20.0, 25.0]], ["Sr"], library, dx=np.full((40, 50), 2.5),
+                                  dy=np.full(40, -1.5), **kwargs).image
+    moved = render_kernel_image((40, 50), [[21.5, 22.5]], ["Sr"], library, **kwargs).image
+    np.testing.assert_allclose(shifted, moved, rtol=0, atol=1e-12)
 
 
 def _fwhm_px(image, row):

@@ -31,6 +31,7 @@ The crystals live in :mod:`.crystals`, the rendering in :mod:`.image_formation`
 from __future__ import annotations
 
 import inspect
+import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -343,7 +344,7 @@ def _kernel_scene(shape, positions, names, library, kernels, pixel_size_A, *, su
                   label_min_weight, dx, dy) -> tuple[np.ndarray, np.ndarray]:
     """(signal scaled so the largest column contrast is 1 above the vacuum level, relative detectability)."""
     names = np.asarray(names, dtype=str)
-    adatom = np.char.startswith(names, "Z")
+    adatom = np.array([re.fullmatch(r"Z\d+", n) is not None for n in names.tolist()], dtype=bool)  # "Z78"
     image = render_kernel_image(
         shape, positions, names, library, detector=kernels.detector, pixel_size_A=pixel_size_A, kv=kernels.kv,
         convergence_mrad=kernels.convergence_mrad,
