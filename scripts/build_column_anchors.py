@@ -165,9 +165,31 @@ def run_anchors(library_path: Path, repeats: list[int], pt_on_carbon: bool = Fal
                         crops[f"{k[3:]}_{kv:g}kV_{conv:g}mrad_{n}"] = v.astype(np.float32)
             print(f"anchor SrTiO3 [100] {kv:g} kV {conv:g} mrad: {time.time() - t:.0f} s", flush=True)
     print_table(all_rows)
-    pt = pt_on_carbon_anchor(library) if pt_on_carbon else None
-    save(library_path, library, all_rows, crops, repeats, time.time() - t0, pt)
+    print(markdown_table(all_rows))
+    save(library_path, library, all_rows, crops, repeats, time.time() - t0)
+    if pt_on_carbon:  # after the table is safe on disk: the longer, optional anchor
+        t = time.time()
+        report = pt_on_carbon_anchor(library)
+        report["seconds"] = round(time.time() - t, 1)
+        _update_metadata(library_path, pt_on_carbon=report)
     return 0
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The R² table for docs/simulator.md: R² (R² after offset and scale) per detector."""
+    detectors = list(dict.fromkeys(r["detector"] for r in rows))
+    keys = list(dict.fromkeys((r["kv"], r["convergence_mrad"], r["thickness_A"]) for r in rows))
+    lines = ["| kV | mrad | thickness (Å) | " + " | ".join(detectors) + " |",
+             "|---|---|---|" + "---|" * len(detectors)]
+    for key in keys:
+        vals = {r["detector"]: r for r in rows if (r["kv"], r["convergence_mrad"], r["thickness_A"]) == key}
+        lines.append(f"| {key[0]:g} | {key[1]:g} | {key[2]:.1f} | "
+                     + " | ".join(f"{vals[d]['r2']:.3f} ({vals[d]['r2_affine']:.3f})" for d in detectors) + " |")
+    verdicts = []
+    for d in detectors:
+        worst = min(r["r2"] for r in rows if r["detector"] == d)
+        verdicts.append(f"{d} {'accepted' if worst >= ACCEPT_R2 else 'NOT accepted'} (min {worst:.3f})")
+    return "\n".join(lines) + "\n\nVerdict: " + "; ".join(verdicts) + "."
 
 
 def print_table(rows: list[dict]) -> None:
@@ -184,19 +206,22 @@ def print_table(rows: list[dict]) -> None:
         print(f"{d}: min R² {worst:.3f} -> {'accepted' if worst >= ACCEPT_R2 else 'NOT accepted'}")
 
 
-def save(library_path: Path, library, rows, crops, repeats, seconds, pt) -> None:
+def _update_metadata(library_path: Path, **entries) -> None:
+    """Rewrite the library with ``entries`` merged into its metadata (atomically)."""
     with np.load(library_path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
-    metadata = dict(library.metadata)
-    metadata.update(anchors=rows, anchor_seconds=round(seconds, 1), anchor_scan_step_A=A_SRTIO3 / SCAN_GPTS,
-                    anchor_frozen_phonon_configs=ANCHOR_CONFIGS,
-                    anchor_accept_r2=ACCEPT_R2, anchor_crystal="SrTiO3 [100], periodic 4x4 cells, one cell scanned")
-    if pt is not None:
-        metadata["pt_on_carbon"] = pt
+    metadata = json.loads(str(arrays["metadata"]))
+    metadata.update(entries)
     arrays["metadata"] = np.array(json.dumps(metadata))
     tmp = library_path.with_name(library_path.name + ".tmp.npz")
     np.savez_compressed(tmp, **arrays)
     os.replace(tmp, library_path)
+
+
+def save(library_path: Path, library, rows, crops, repeats, seconds) -> None:
+    _update_metadata(library_path, anchors=rows, anchor_seconds=round(seconds, 1),
+                     anchor_scan_step_A=A_SRTIO3 / SCAN_GPTS, anchor_frozen_phonon_configs=ANCHOR_CONFIGS,
+                     anchor_accept_r2=ACCEPT_R2, anchor_crystal="SrTiO3 [100], periodic 4x4 cells, one cell scanned")
     anchors_path = library_path.with_name("column_kernel_anchors.npz")
     np.savez_compressed(anchors_path, repeats=np.array(repeats), step_A=np.array(A_SRTIO3 / SCAN_GPTS), **crops)
     print(f"wrote the R² table into {library_path.name}, the crops to {anchors_path.name}")
