@@ -34,7 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [p for p in (str(HERE), str(HERE.parent)) if p not in sys.path]  # the sibling script; this tree
 import build_column_kernels as bck  # noqa: E402  (sibling script: grid, detectors)
 
 from napari_atombench.core.column_kernels import ACCEPT_R2, ColumnKernelLibrary, render_kernel_image  # noqa: E402

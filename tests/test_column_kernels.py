@@ -400,3 +400,63 @@ def test_simulate_refuses_unvalidated_or_inapplicable_kernel_options(library_pat
     forced = simulate("srtio3_100", shape=(32, 32), image_formation="kernels",
                       kernels=_kernels(library_path, detector="idpc", require_accepted=False))
     assert "O" in set(forced.species)
+
+
+# ----------------------------------------------------------------------------- the shipped library
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_packaged_library_loads_and_states_its_validation():
+    assert PACKAGED_LIBRARY.is_file()
+    lib = packaged_library()
+    assert {"Sr", "TiO", "O", "Pt", "C", "W"} <= set(lib.stacks)
+    assert set(lib.detectors) == set(DETECTORS)
+    assert lib.metadata["abtem_version"] and lib.metadata["compute_seconds"] > 0
+    anchors = lib.anchors()
+    assert {a["detector"] for a in anchors} == set(DETECTORS)
+    for det in DETECTORS:
+        rows = [a for a in anchors if a["detector"] == det]
+        assert lib.accepted(det) == all(a["r2"] >= ACCEPT_R2 for a in rows)
+    # a scene rendered from it: HAADF Sr brighter than TiO brighter than O
+    out = render_kernel_image((40, 40), [[10, 10], [10, 30], [30, 20]], ["Sr", "TiO", "O"], lib, detector="haadf",
+                              pixel_size_A=0.1, kv=300, convergence_mrad=20, thickness_A=5 * PERIOD_A)
+    assert out.peak_contrast[0] > out.peak_contrast[1] > out.peak_contrast[2] > 0
+
+
+def _anchor_script():
+    spec = importlib.util.spec_from_file_location("build_column_anchors", ROOT / "scripts" / "build_column_anchors.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # imports abTEM only inside the functions that simulate
+    return module
+
+
+def test_the_shipped_anchor_crops_reproduce_the_validation_table():
+    anchors = _anchor_script()
+    lib = packaged_library()
+    with np.load(PACKAGED_LIBRARY.with_name("column_kernel_anchors.npz"), allow_pickle=False) as crops:
+        repeats = [int(n) for n in crops["repeats"]]
+        stored = {(a["detector"], a["kv"], a["convergence_mrad"], a["thickness_A"]): a["r2"] for a in lib.anchors()}
+        checked = 0
+        for kv in lib.kv:
+            for conv in lib.convergence_mrad:
+                if f"haadf_{kv:g}kV_{conv:g}mrad_{repeats[0]}" not in crops.files:
+                    continue
+                measured = {k: np.stack([crops[f"{k}_{kv:g}kV_{conv:g}mrad_{n}"] for n in repeats])
+                            for k in ("haadf", "bf", "abf", "com_x", "com_y")}
+                measured["vacuum"] = {d: float(crops[f"vacuum_{d}_{kv:g}kV_{conv:g}mrad"]) for d in ("haadf", "bf", "abf")}
+                rows, _ = anchors.compare(lib, kv, conv, repeats, measured)
+                for row in rows:
+                    # stored rounded to 1e-4; the crops are float32 (relative 6e-8), far below that
+                    key = (row["detector"], row["kv"], row["convergence_mrad"], row["thickness_A"])
+                    assert abs(row["r2"] - stored[key]) <= 1.5e-4, key
+                    checked += 1
+    assert checked == len(stored)
+
+
+def test_the_library_files_are_package_data():
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    core_dir = PACKAGED_LIBRARY.parents[1]
+    for path in (PACKAGED_LIBRARY, PACKAGED_LIBRARY.with_name("column_kernel_anchors.npz")):
+        assert path.is_file()
+        assert any(fnmatch.fnmatch(path.relative_to(core_dir).as_posix(), p) for p in patterns["napari_atombench.core"])
