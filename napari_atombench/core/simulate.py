@@ -30,6 +30,8 @@ The crystals live in :mod:`.crystals`, the rendering in :mod:`.image_formation`
 
 from __future__ import annotations
 
+import inspect
+import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -48,6 +50,7 @@ from .crystals import (
     random_crystal,
 )
 from .crystals import _specimen
+from .column_kernels import KernelOptions, probe_fwhm_A, render_kernel_image
 from .image_formation import FWHM_PER_SIGMA, _scan_distortion, _smooth_noise, render_columns
 
 __all__ = [
@@ -153,6 +156,8 @@ def simulate(
     adatom_z: int = 78,
     amorphous: float = 0.0,
     seed: int = 0,
+    image_formation: str = "gaussian",
+    kernels: KernelOptions | None = None,
 ) -> SimulatedImage:
     """Simulate an HR-STEM image of a crystal projection with exact labels.
 
@@ -234,6 +239,16 @@ def simulate(
         Amplitude of a smooth random amorphous support (relative units).
     seed : int
         Seed of every random draw (defects, noise, distortions).
+    image_formation : {"gaussian", "kernels"}
+        "kernels": each column is rendered as its multislice kernel
+        (:mod:`.column_kernels`) in the detector, kV, convergence, thickness
+        and adatom depth of ``kernels``; columns are labelled where they are
+        detectable in that detector (peak contrast ≥ ``label_min_weight`` of
+        the scene's largest) and ``contrast`` scales the largest to its
+        height; the probe comes from the library, so ``resolution_pm``,
+        ``z_exponent`` and ``mode`` must keep their defaults.
+    kernels : KernelOptions, optional
+        Only with ``image_formation="kernels"`` (default options if None).
 
     Returns
     -------
@@ -248,7 +263,13 @@ def simulate(
         raise ValueError("pixel_size_pm and resolution_pm must be positive")
     if mode not in ("haadf", "abf"):
         raise ValueError(f"mode must be 'haadf' or 'abf', not {mode!r}")
+    library = _kernel_library(image_formation, kernels, resolution_pm=resolution_pm, z_exponent=z_exponent,
+                              mode=mode)
+    if library is not None:
+        kernels = kernels or KernelOptions()
     parameters = dict(locals())
+    del parameters["library"]
+    parameters["kernels"] = None if kernels is None else kernels.as_dict()
     parameters["crystal"] = crystal.name if isinstance(crystal, Crystal) else crystal
     if isinstance(parameters["boundary_crystal"], Crystal):
         parameters["boundary_crystal"] = parameters["boundary_crystal"].name
@@ -257,9 +278,12 @@ def simulate(
     rng = np.random.default_rng(seed)  # one generator, drawn from in a fixed order: same seed, same image
     pixel_size_A = pixel_size_pm / 100.0
     sigma_px = resolution_pm / 100.0 / FWHM_PER_SIGMA / pixel_size_A
+    reach_px = 4.0 * sigma_px if library is None else library.radius_A[-1] / pixel_size_A
+    if library is not None:  # where the distorted scan samples a column: the library probe's centroid
+        sigma_px = probe_fwhm_A(kernels.kv, kernels.convergence_mrad) / FWHM_PER_SIGMA / pixel_size_A
     positions, names, relative = _specimen(
         None if crystal is None else get_crystal(crystal), shape, pixel_size_A, rng,
-        margin_px=-int(np.ceil(4.0 * sigma_px + 2.0)),  # render columns just outside too
+        margin_px=-int(np.ceil(reach_px + 2.0)),  # render columns just outside too
         rotation_deg=rotation_deg, origin_rc=origin_rc, species=species, z_exponent=z_exponent,
         boundary=boundary, boundary_rotation_deg=boundary_rotation_deg, boundary_crystal=boundary_crystal,
         boundary_col=boundary_col, adatoms_per_nm2=adatoms_per_nm2, adatom_z=adatom_z,
@@ -270,6 +294,10 @@ def simulate(
         shape, rng, random_drift=random_drift, flyback_error=flyback_error, line_jitter=line_jitter
     )
     signal, apparent = render_columns(shape, positions, relative, sigma_px, dx=dx, dy=dy, return_centroids=True)
+    if library is not None:
+        signal, relative = _kernel_scene(shape, positions, names, library, kernels, pixel_size_A,
+                                         substitution_weight=substitution_weight, label_min_weight=label_min_weight,
+                                         dx=dx, dy=dy)
     clean = _clean_image(signal, pixel_size_A, rng, contrast=contrast, background=background,
                          background_gradient=background_gradient, gradient_angle_deg=gradient_angle_deg,
                          amorphous=amorphous, mode=mode)
@@ -291,6 +319,43 @@ def simulate(
         parameters=parameters,
         weights=relative[labelled][order],
     )
+
+
+def _kernel_library(image_formation, kernels, *, resolution_pm, z_exponent, mode):
+    """The kernel library for ``image_formation="kernels"`` (None for "gaussian"); rejects options that do not apply."""
+    if image_formation not in ("gaussian", "kernels"):
+        raise ValueError(f"image_formation must be 'gaussian' or 'kernels', not {image_formation!r}")
+    if image_formation == "gaussian":
+        if kernels is not None:
+            raise ValueError("kernels= applies only with image_formation='kernels'")
+        return None
+    defaults = inspect.signature(simulate).parameters
+    given = {"resolution_pm": resolution_pm, "z_exponent": z_exponent, "mode": mode}
+    changed = [k for k, v in given.items() if v != defaults[k].default]
+    if changed:
+        raise ValueError(f"{', '.join(changed)} do(es) not apply with image_formation='kernels' (the library's "
+                         "probe and detector make the image; choose the detector in KernelOptions)")
+    if kernels is not None and not isinstance(kernels, KernelOptions):
+        raise ValueError(f"kernels must be KernelOptions, not {type(kernels).__name__}")
+    return (kernels or KernelOptions()).load_library()
+
+
+def _kernel_scene(shape, positions, names, library, kernels, pixel_size_A, *, substitution_weight,
+                  label_min_weight, dx, dy) -> tuple[np.ndarray, np.ndarray]:
+    """(signal scaled so the largest column contrast is 1 above the vacuum level, relative detectability)."""
+    names = np.asarray(names, dtype=str)
+    adatom = np.array([re.fullmatch(r"Z\d+", n) is not None for n in names.tolist()], dtype=bool)  # "Z78"
+    image = render_kernel_image(
+        shape, positions, names, library, detector=kernels.detector, pixel_size_A=pixel_size_A, kv=kernels.kv,
+        convergence_mrad=kernels.convergence_mrad,
+        thickness_A=np.where(adatom, library.thickness_A[0], kernels.thickness_A),
+        depth_A=np.where(adatom, kernels.adatom_depth_A, 0.0),
+        amplitudes=np.where(np.char.endswith(names, "*"), substitution_weight, 1.0),
+        source_size_pm=kernels.source_size_pm, detectable_fraction=label_min_weight, dx=dx, dy=dy,
+    )  # fmt: skip
+    scale = float(image.peak_contrast.max()) if len(names) and image.peak_contrast.max() > 0 else 1.0
+    relative = image.peak_contrast / scale
+    return image.image / scale, relative
 
 
 def _clean_image(signal, pixel_size_A, rng, *, contrast, background, background_gradient, gradient_angle_deg,
@@ -374,8 +439,6 @@ def degradation_series(base: dict, knob: str, values: Iterable) -> Iterator[Simu
         One per value, ``parameters[knob]`` set to it; every other argument,
         the seed included, is the base's.
     """
-    import inspect
-
     if knob not in inspect.signature(simulate).parameters:
         raise ValueError(f"unknown knob {knob!r}; knobs: {', '.join(KNOBS)}")
     for value in values:
