@@ -104,9 +104,7 @@ def estimate_separation(image, *, dark: bool = False, min_separation_px: float =
     height, width = img.shape
     if min(height, width) < 8:
         raise ValueError(f"image of shape {img.shape} is too small to estimate a column separation")
-    crop_h, crop_w = min(height, _MAX_ACF_CROP_PX), min(width, _MAX_ACF_CROP_PX)
-    r0, c0 = (height - crop_h) // 2, (width - crop_w) // 2
-    crop = img[r0 : r0 + crop_h, c0 : c0 + crop_w]
+    crop = central_crop(img, _MAX_ACF_CROP_PX)
     try:
         from_acf = _acf_separation(crop, min_separation_px)
     except ValueError:

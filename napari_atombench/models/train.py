@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 from ..core.io import atomic_write_bytes
-from .checkpoints import load_checkpoint, sha256_of
+from .checkpoints import load_checkpoint, load_state_dict, load_weights_into, sha256_of
 from .registry import build_architecture
 from .train_data import (  # noqa: F401 - the data generators, importable from here as before
     HBN, MODALITY_KINDS, POOL_CHUNK, RESOLVABLE_SEPARATION_FWHM, TRAINED_PIXEL_SIZE_A, _modality_image, make_pool,
@@ -213,14 +213,10 @@ def train(
 
 def _load_init_weights(net, config: TrainConfig) -> None:
     """Start ``net`` from ``config.init_weights`` (and record the file's SHA-256 in ``config``)."""
-    state = load_checkpoint(config.init_weights)
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    try:
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    except (RuntimeError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{config.init_weights}: these weights do not fit {config.architecture} "
-                         f"{config.arch_kwargs}: {first}") from None
+    from types import SimpleNamespace
+
+    model = SimpleNamespace(name=f"{config.architecture} {config.arch_kwargs}", architecture=config.architecture)
+    load_weights_into(net, load_state_dict(config.init_weights), model, config.init_weights)
     config.init_weights_sha256 = sha256_of(config.init_weights)
 
 
