@@ -8,6 +8,12 @@ pixel size (0.08-0.4 Å) and located with its true pixel size; scores use the 0.
 matching radius and ignore the outer 3 px. The threshold is chosen on one seed range
 (best mean F1 over modalities) and reported on another. No experimental image is read.
 
+Label conventions: "abf" and "idpc" label light columns between heavy ones (O) and
+weights with the v3 light-columns input are run with ``light_columns=True``;
+"abf_heavy" and "idpc_heavy" are the same kinds of scene labelled as HAADF would be
+(pure O columns are not atoms) and run with ``light_columns=False``, as every other
+modality. Weights without that input always run as they are.
+
 Run (from the repository root)::
 
     python scripts/evaluate_modalities.py --weights v2=napari_atombench/models/weights/atombench.pt \\
@@ -33,7 +39,10 @@ from napari_atombench.core.metrics import score_positions  # noqa: E402
 
 SELECT_SEED, REPORT_SEED = 880_000, 990_000
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
-MODALITIES = ("haadf", "abf", "idpc", "light_lowdose", "nanoparticle", "thick_support", "jpeg")
+MODALITIES = ("haadf", "abf", "idpc", "abf_heavy", "idpc_heavy", "light_lowdose", "nanoparticle", "thick_support",
+              "jpeg")
+#: modalities whose labels hold light columns between heavy ones
+LIGHT_LABELLED = ("abf", "idpc")
 
 
 def _jpeg(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -51,16 +60,19 @@ def scenes(modality: str, n: int, seed: int) -> list[tuple[np.ndarray, np.ndarra
     from napari_atombench.models import train_data as tr
 
     rng = np.random.default_rng(seed)
+    kind = modality.removesuffix("_heavy")
     out = []
     while len(out) < n:
         kw = tr.random_scene_kwargs(rng, 160, 0.2, (0.08, 0.4), (60.0, 260.0))
-        if modality in tr.MODALITY_KINDS:
-            kw = tr.modality_scene_kwargs(modality, kw, rng)
+        if kind in tr.MODALITY_KINDS:
+            kw = tr.modality_scene_kwargs(kind, kw, rng)
         s = sim.simulate(**kw)
         capped = tr.resolvable_resolution_pm(s.positions_rc, s.pixel_size_A, kw["resolution_pm"], 60.0)
         if capped < kw["resolution_pm"] and modality != "thick_support":
             s = sim.simulate(**{**kw, "resolution_pm": capped})
         image, truth = s.image.astype(np.float32), s.positions_rc
+        if modality.endswith("_heavy"):
+            truth = tr.heavy_column_labels({**kw, "resolution_pm": s.parameters["resolution_pm"]})
         if modality == "nanoparticle":
             image, truth = tr._modality_image(s, modality, rng)  # ABF stays dark: the locator decides
         elif modality == "jpeg":
@@ -70,12 +82,21 @@ def scenes(modality: str, n: int, seed: int) -> list[tuple[np.ndarray, np.ndarra
     return out
 
 
+def has_light_input(weights: Path) -> bool:
+    """Whether the weights take the v3 light-columns plane (a two-channel first convolution)."""
+    from napari_atombench.models.checkpoints import load_state_dict
+
+    return int(load_state_dict(weights)["enc.0.0.weight"].shape[1]) == 2
+
+
 def score_all(weights: Path, threshold: float, data: dict) -> dict:
     from napari_atombench.models.registry import get_locator
 
-    locator = get_locator("atombench", weights=weights, device="cpu", threshold=threshold)
+    locators = {flag: get_locator("atombench", weights=weights, device="cpu", threshold=threshold, light_columns=flag)
+                for flag in ((False, True) if has_light_input(weights) else (False,))}
     rows = {}
     for modality, items in data.items():
+        locator = locators[modality in LIGHT_LABELLED and len(locators) == 2]
         tp = fp = fn = 0
         for image, truth, px in items:
             with warnings.catch_warnings():

@@ -3,7 +3,8 @@ docs/models-scores.md (+ docs/models-scores.json).
 
 Run (from the repository root)::
 
-    python scripts/evaluate_models.py [--shared ../shared] [--models atombench atomnet-sim ...]
+    python scripts/evaluate_models.py [--shared ../shared] [--models atombench atomnet-sim ...] \
+        [--before "v2=docs/scores/models-scores-v2.json"]
 
 Data:
 - ``<shared>/data/experimental`` (real images with labels; development data — the
@@ -137,7 +138,7 @@ def _fmt(v, digits=3):
     return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{digits}f}"
 
 
-def write_markdown(result: dict, path: Path, cards: dict) -> None:
+def write_markdown(result: dict, path: Path, cards: dict, before: tuple[str, dict] | None = None) -> None:
     df = pd.DataFrame(result["rows"])
     lines = [
         "# Model scores",
@@ -178,6 +179,7 @@ def write_markdown(result: dict, path: Path, cards: dict) -> None:
             for image in images:
                 rows_ = [sub[(sub.image == image) & (sub.model == m)].iloc[0] for m in models]
                 lines.append(f"| {image} | " + " | ".join(cell(r) for r in rows_) + " |")
+    lines += _before_after_lines(df, before)
     if cards:
         lines += ["", "## Training cost of the shipped models", "",
                   "| model | architecture | steps | train wall time (CPU, shared) | weights |", "|---|---|---|---|---|"]
@@ -185,6 +187,28 @@ def write_markdown(result: dict, path: Path, cards: dict) -> None:
             lines.append(f"| {name} | {card.get('architecture')} | {card.get('steps')} | "
                          f"{card.get('train_wall_s', 0) / 60:.1f} min | {card.get('weights_bytes', 0) / 1e6:.2f} MB |")
     path.write_text("\n".join(lines) + "\n")
+
+
+def _before_after_lines(df: pd.DataFrame, before: tuple[str, dict] | None) -> list[str]:
+    """Experimental scores before (an earlier run's JSON, ``--before``) → now, every model."""
+    if before is None:
+        return []
+    label, old = before
+    prev = pd.DataFrame(old["rows"])
+    lines = ["", f"## Experimental images: before ({label}) → now", "",
+             "recall / precision / F1 / RMSE Å / pass, before → now; a model whose weights did not change "
+             "scores the same (runs are deterministic).", "",
+             "| model | image | before | now |", "|---|---|---|---|"]
+
+    def cell(r) -> str:
+        return (f"{_fmt(r.recall)} / {_fmt(r.precision)} / {_fmt(r.f1)} / {_fmt(r.rmse_A)} / "
+                f"{'✓' if r.passes else '✗'}")
+
+    now = df[df.set == "experimental"]
+    for r in now.itertuples():
+        was = prev[(prev.model == r.model) & (prev.set == "experimental") & (prev.image == r.image)]
+        lines.append(f"| {r.model} | {r.image} | {cell(was.iloc[0]) if len(was) else '–'} | {cell(r)} |")
+    return lines
 
 
 RECIPE_TEXT = """Simulated on the fly by `napari_atombench.models.train_data.random_scene_kwargs` (seeded):
@@ -206,7 +230,11 @@ bright as `contrast="dark"` does; 12 %), iDPC-like (Z^0.4–0.7, O columns label
 graphene / hBN (1–12 counts at a column; 8 %), fcc [100] nanoparticles on vacuum (7 %) and single
 heavy atoms on a textured support with a thickness gradient and probes up to 400 pm (6 %); each
 scene simulated at its own pixel size (`--native-pixel-size`) and resampled to the trained sampling
-as inference does; JPEG (quality 20–90), low-pass and per-row offsets on 12 % of crops each."""
+as inference does; JPEG (quality 20–90), low-pass and per-row offsets on 12 % of crops each.
+The network takes a second input plane, `light_columns` (`train_data.LIGHT_COLUMNS_SHARE`): ABF and
+iDPC scenes are shown with 1 and all their columns labelled, or with 0 and only the columns HAADF
+would label (no pure O columns), half each; other scenes get 1 on a quarter of the pool with the
+same labels. The scores below run with `light_columns=False` (the default: HAADF's convention)."""
 
 
 def _start_lines(card: dict) -> list[str]:
@@ -224,6 +252,8 @@ def _validation_lines(card: dict) -> list[str]:
     if not validation:
         return []
     return ["", "## Simulated validation per modality (scripts/evaluate_modalities.py)", "",
+            "Report seeds 990000+; abf and idpc are labelled with their light columns and run with "
+            "`light_columns=True` (weights with that input), the other rows with the default.", "",
             "| modality | recall | precision | F1 |", "|---|---|---|---|",
             *[f"| {m} | {_fmt(r['recall'])} | {_fmt(r['precision'])} | {_fmt(r['f1'])} |" for m, r in validation.items()]]
 
@@ -279,6 +309,8 @@ def main(argv=None) -> int:
     parser.add_argument("--models", "--model", nargs="+", default=["atombench", "atomnet-sim", "atomsegnet-sim", "atomnet-cubic"])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "models-scores.md")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--before", metavar="[LABEL=]SCORES.json",
+                        help="an earlier run's models-scores.json: add a before → now table of the experimental scores")
     parser.add_argument("--cache", type=Path, help="reuse per-model scores saved here (keyed by weights SHA-256)")
     args = parser.parse_args(argv)
     import torch
@@ -296,7 +328,11 @@ def main(argv=None) -> int:
                 card["edge_px"] = info["edge_px"]
             cards[name] = card
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_markdown(result, args.out, cards)
+    before = None
+    if args.before is not None:
+        label, _, path = args.before.rpartition("=")
+        before = (label or Path(path).name, json.loads(Path(path).read_text()))
+    write_markdown(result, args.out, cards, before)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=float) + "\n")
     write_model_cards(result, cards, args.out.parent / "model-cards")
     print(f"wrote {args.out}")

@@ -180,6 +180,13 @@ BAD_CASES: list[tuple[str, list[str]]] = [
     ("simulate-bad-boundary", SIM + ["--boundary", "nope"]),
     ("simulate-bad-boundary-crystal", SIM + ["--boundary", "tilt", "--boundary-crystal", "nope"]),
     ("simulate-unknown-species", SIM + ["--species", "Xx"]),
+    ("simulate-kernel-knob-without-kernels", SIM + ["--kv", "300"]),
+    ("simulate-kernels-bad-detector", SIM + ["--kernels", "dpc"]),
+    ("simulate-kernels-kv-not-in-library", SIM + ["--kernels", "haadf", "--kv", "120"]),
+    ("simulate-kernels-unvalidated-detector", SIM + ["--kernels", "bf", "--convergence-mrad", "30"]),
+    ("simulate-kernels-with-z-exponent", SIM + ["--kernels", "haadf", "--z-exponent", "1.5"]),
+    ("simulate-kernels-library-missing", SIM + ["--kernels", "haadf", "--kernel-library", "{d}/missing.npz"]),
+    ("simulate-kernels-library-not-npz", SIM + ["--kernels", "haadf", "--kernel-library", "{d}/not_a_checkpoint.pt"]),
     # train
     ("train-unknown-arch", ["train", "nope", "--quick", "--out", "{d}/t.pt", "--device", "cpu"]),
     ("train-unknown-device", ["train", "atombench_unet", "--quick", "--out", "{d}/t.pt", "--device", "tpu"]),

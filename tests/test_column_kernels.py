@@ -355,6 +355,23 @@ def test_simulate_with_kernels_labels_the_detectable_columns(library_path):
     assert haadf.parameters["kernels"]["library"] == str(library_path)
 
 
+def test_cli_simulate_renders_with_kernels(library_path, tmp_path, capsys):
+    """``atombench simulate --kernels``: the same image and labels as the API with the same options."""
+    from napari_atombench.cli import main
+    from napari_atombench.core.io import read_image, read_positions
+
+    out_image, out_labels = tmp_path / "abf.tif", tmp_path / "abf.csv"
+    assert main(["simulate", "srtio3_100", "--size", "96", "--pixel-size-pm", "12", "--seed", "4",
+                 "--kernels", "abf", "--thickness-A", str(2 * PERIOD_A), "--kernel-library", str(library_path),
+                 "--out-image", str(out_image), "--out-labels", str(out_labels)]) == 0
+    api = simulate("srtio3_100", image_formation="kernels", kernels=_kernels(library_path, detector="abf"),
+                   shape=(96, 96), pixel_size_pm=12.0, seed=4)
+    image = read_image(out_image)[0]
+    np.testing.assert_allclose(image, api.image, rtol=1e-6, atol=1e-6 * float(np.abs(api.image).max()))
+    labels = read_positions(out_labels).positions_rc
+    assert len(match_positions(labels, api.positions_rc, 1e-3).pred_index) == len(api.positions_rc) == len(labels)
+
+
 def test_simulate_puts_adatoms_at_their_depth(library_path):
     common = dict(crystal=None, adatoms_per_nm2=2.0, shape=(160, 160), pixel_size_pm=10.0, seed=2)
     top = simulate(image_formation="kernels", kernels=_kernels(library_path, adatom_depth_A=0.0), **common)

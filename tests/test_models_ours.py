@@ -223,9 +223,9 @@ def test_cli_locate_writes_positions(tmp_path):
 
 def test_native_sampling_pool_matches_what_inference_sees():
     native = (0.07, 0.45)
-    images, targets, seps = tr.make_pool(6, 48, seed=2, target="gauss", target_px=1.2, native_pixel_size_A=native)
+    images, targets, seps, _ = tr.make_pool(6, 48, seed=2, target="gauss", target_px=1.2, native_pixel_size_A=native)
     assert images.shape == targets.shape == (6, 48, 48)
-    again, _, _ = tr.make_pool(6, 48, seed=2, target="gauss", target_px=1.2, native_pixel_size_A=native)
+    again, _, _, _ = tr.make_pool(6, 48, seed=2, target="gauss", target_px=1.2, native_pixel_size_A=native)
     np.testing.assert_array_equal(images, again)
     # each scene covers the crop's field of view at its own pixel size
     rng = np.random.default_rng(5)

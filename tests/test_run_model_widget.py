@@ -196,3 +196,32 @@ def test_contrast_selector_reaches_the_model_and_its_decision_is_shown_and_kept(
         assert requested[-1] == choice
         assert layer.metadata["contrast_used"] == expected and layer.metadata["contrast"] == choice
         assert f"columns: {expected}" in widget.status.value
+
+
+def test_light_columns_box_reaches_the_model_and_is_shown_and_kept(make_napari_viewer, qtbot, monkeypatch):
+    """v3 light-columns input: the box is offered for our models only, passed to get_locator when
+    ticked, and the model's choice is in the status and the layer's metadata."""
+    import napari_atombench.widgets.run_model as mod
+    from napari_atombench.core.simulate import simulate
+
+    viewer = make_napari_viewer()
+    viewer.add_image(simulate("srtio3_100", shape=(96, 96), seed=3).image, name="img",
+                     metadata={"pixel_size_A": 0.2})
+    requested: list = []
+    real_get_locator = mod.get_locator
+    monkeypatch.setattr(mod, "get_locator",
+                        lambda *a, **k: requested.append(k.get("light_columns")) or real_get_locator(*a, **k))
+    widget = mod.RunModelWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.model.value == "atombench" and not widget.light_columns.native.isHidden()
+    assert not widget.light_columns.value
+    widget.model.value = "atomnet-cubic"
+    assert widget.light_columns.native.isHidden() and "light_columns" not in widget._options()
+    widget.model.value = "atombench"
+    for ticked in (False, True):
+        widget.light_columns.value = ticked
+        widget.run()
+        _wait(qtbot, widget)
+        assert requested[-1] is (True if ticked else None)
+        assert viewer.layers["img atombench"].metadata["light_columns"] is ticked
+        assert ("light columns counted too" in widget.status.value) is ticked

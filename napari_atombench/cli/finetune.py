@@ -29,6 +29,9 @@ def register(subparsers) -> None:
     parser.add_argument("--pixel-size-A", dest="pixel_size_A", type=pixel_size_A, help="override the file's pixel size (Å/px)")
     parser.add_argument("--contrast", choices=("auto", "bright", "dark"), default="auto",
                         help="column polarity rule, kept in the adapted model's card (default auto)")
+    parser.add_argument("--light-columns", action="store_true",
+                        help="the labels count light columns between heavy ones (O in iDPC/ABF); atombench v3 "
+                             "weights only; kept in the adapted model's card")
     parser.add_argument("--seed", type=integer(0), default=0)
     parser.add_argument("--threads", type=integer(1), help="torch CPU threads while training")
     parser.add_argument("--device", type=device_name, default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
@@ -55,7 +58,8 @@ def run_finetune(args) -> int:
 
     from ..models.registry import adapted_model_path, get_locator
 
-    base = get_locator(args.model, weights=args.weights, device=args.device, contrast=args.contrast)
+    extra = {"light_columns": True} if args.light_columns else {}
+    base = get_locator(args.model, weights=args.weights, device=args.device, contrast=args.contrast, **extra)
     result = finetune(base, image, labels, region=args.region, steps=args.steps,
                       pixel_size_A=pixel_size_A, weights=args.weights,
                       image_name=args.image.name, seed=args.seed, device=args.device, threads=args.threads,

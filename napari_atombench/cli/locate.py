@@ -36,6 +36,9 @@ def register(subparsers) -> None:
     parser.add_argument("--contrast", choices=("auto", "bright", "dark"),
                         help="column polarity: bright (HAADF), dark (ABF/BF), auto (decided from the image; "
                              "atombench models default to auto)")
+    parser.add_argument("--light-columns", action="store_true",
+                        help="also count light columns between heavy ones (O in iDPC/ABF images); atombench "
+                             "v3 weights only; default: the heavy-column convention of HAADF")
     parser.add_argument("--out", type=output_file, help="positions CSV to write (default: IMAGE_<model>.csv)")
     parser.add_argument("--map-out", type=output_file, help="write the probability map as .npy")
     parser.set_defaults(func=run_locate)
@@ -57,6 +60,8 @@ def run_locate(args: argparse.Namespace) -> int:
         options["threshold"] = args.threshold
     if args.contrast is not None:
         options["contrast"] = args.contrast
+    if args.light_columns:
+        options["light_columns"] = True
     locator = get_locator(args.model, weights=args.weights, device=args.device, fidelity=args.fidelity, **options)
     result = locator.locate(image, pixel_size_A)
     write_positions(out, result.positions_rc, pixel_size_A=pixel_size_A)

@@ -21,6 +21,26 @@ _SIMULATE_KNOBS = [
     ("label_min_weight", non_negative, None), ("seed", integer(0), None),
 ]
 
+#: KernelOptions fields settable from the command line (with --kernels only)
+_KERNEL_KNOBS = [("kv", positive), ("convergence_mrad", positive), ("thickness_A", positive),
+                 ("adatom_depth_A", non_negative), ("source_size_pm", non_negative)]
+
+
+def _kernel_options(args):
+    """``KernelOptions`` from ``--kernels`` and its knobs; a knob without ``--kernels`` is an error."""
+    given = {k: getattr(args, k) for k, _ in _KERNEL_KNOBS if getattr(args, k) is not None}
+    if args.kernel_library is not None:
+        given["library"] = args.kernel_library
+    if args.allow_unvalidated:
+        given["require_accepted"] = False
+    if args.kernels is None:
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise UserError(f"{flags} set how column kernels render: add --kernels haadf|bf|abf|idpc")
+        return None
+    from ..core.column_kernels import KernelOptions
+
+    return KernelOptions(detector=args.kernels, **given)
 
 
 def register(subparsers) -> None:
@@ -40,6 +60,14 @@ def register(subparsers) -> None:
         parser.add_argument("--" + knob.replace("_", "-"), dest=knob, type=kind, default=default)
     parser.add_argument("--species", nargs="+", help="render and label only these species")
     parser.add_argument("--uint16", action="store_true", help="store the image as uint16 counts")
+    kernels = parser.add_argument_group("physical image formation (abTEM column kernels, docs/simulator.md)")
+    kernels.add_argument("--kernels", choices=("haadf", "bf", "abf", "idpc"),
+                         help="render by summing multislice column kernels of this detector")
+    for knob, kind in _KERNEL_KNOBS:
+        kernels.add_argument("--" + knob.replace("_", "-"), dest=knob, type=kind)
+    kernels.add_argument("--kernel-library", type=str, help="a column-kernel .npz (default: the packaged one)")
+    kernels.add_argument("--allow-unvalidated", action="store_true",
+                         help="render a detector whose kernel sums failed validation against full multislice")
     parser.set_defaults(func=run_simulate)
 
 
@@ -56,6 +84,9 @@ def run_simulate(args) -> int:
     if len(args.size) > 2:
         raise UserError(f"--size takes ROWS [COLS], not {len(args.size)} numbers")
     size = args.size if len(args.size) == 2 else [args.size[0], args.size[0]]
+    kernels = _kernel_options(args)
+    if kernels is not None:
+        knobs.update(image_formation="kernels", kernels=kernels)
     crystal = None if args.crystal == "none" else args.crystal
     sim = write_simulation(args.out_image, args.out_labels, crystal, shape=tuple(size), uint16=args.uint16, **knobs)
     print(f"{args.out_image}: {sim.image.shape}, {len(sim.positions_rc)} columns -> {args.out_labels}")

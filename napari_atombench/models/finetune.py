@@ -154,10 +154,12 @@ def _augment(x: np.ndarray, y: np.ndarray, m: np.ndarray, rng: np.random.Generat
     return [np.ascontiguousarray(a, dtype=np.float32) for a in (x, y, m)]
 
 
-def _predict_box(net, x: np.ndarray, box, context: int, threshold: float, min_distance_px: int, torch):
+def _predict_box(net, x: np.ndarray, box, context: int, threshold: float, min_distance_px: int, torch,
+                 light_columns: bool = False):
     """Peaks of the network's heatmap on ``box`` of the standardised image ``x``
     (with ``context`` px around it), in ``x``'s frame."""
     from .heatmap import heatmap_peaks
+    from .ours import input_planes
 
     r0, c0, r1, c1 = box
     a0, b0 = max(r0 - context, 0), max(c0 - context, 0)
@@ -168,6 +170,7 @@ def _predict_box(net, x: np.ndarray, box, context: int, threshold: float, min_di
     crop = np.pad(crop, ((0, ph), (0, pw)), mode="reflect" if min(crop.shape) > max(ph, pw) else "edge")
     with torch.inference_mode():
         t = torch.from_numpy(np.ascontiguousarray(crop))[None, None].to(next(net.parameters()).device)
+        t = input_planes(t, getattr(net, "in_channels", 1), light_columns)
         prob = torch.sigmoid(net(t))[0, 0].float().cpu().numpy()[: a1 - a0, : b1 - b0]
     return heatmap_peaks(prob, threshold, min_distance_px) + np.array([a0, b0])
 
@@ -307,7 +310,7 @@ def _train(base, x, target, loss_mask, labels_s, train_box, val_box, side, radiu
     """The training loop of :func:`finetune` (inputs already in the trained sampling)."""
     import torch
 
-    from .ours import AtomBenchLocator
+    from .ours import AtomBenchLocator, input_planes
     from .sampling import SamplingAwareLocator
     from .train import learning_rate
 
@@ -320,7 +323,8 @@ def _train(base, x, target, loss_mask, labels_s, train_box, val_box, side, radiu
 
     def evaluate() -> float:
         net.eval()
-        pred = _predict_box(net, x, val_box, context, inner.threshold, inner.min_distance_px, torch)
+        pred = _predict_box(net, x, val_box, context, inner.threshold, inner.min_distance_px, torch,
+                            inner.light_columns)
         net.train()
         return strip_f1(pred, labels_s, val_box, radius)
 
@@ -343,6 +347,7 @@ def _train(base, x, target, loss_mask, labels_s, train_box, val_box, side, radiu
             sl = (slice(r, r + side), slice(c, c + side))
             batch.append(_augment(x[sl], target[sl], loss_mask[sl], rng))
         xb, yb, mb = (torch.from_numpy(np.stack(a))[:, None].to(inner.device) for a in zip(*batch))
+        xb = input_planes(xb, inner.in_channels, inner.light_columns)
         loss = (loss_fn(net(xb), yb) * (1.0 + 9.0 * yb) * mb).sum() / mb.sum().clamp(min=1.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -375,7 +380,8 @@ def _train(base, x, target, loss_mask, labels_s, train_box, val_box, side, radiu
         AtomBenchLocator(f"{inner.name} adapted", net, {**inner.provenance, "adapted": card}, device=str(inner.device),
                          threshold=inner.threshold, min_distance_px=inner.min_distance_px,
                          tile_size=inner.tile_size, overlap_px=inner.overlap_px,
-                         normalize_window_px=inner.normalize_window_px, fast=inner.fast, bf16=inner.bf16),
+                         normalize_window_px=inner.normalize_window_px, fast=inner.fast, bf16=inner.bf16,
+                         light_columns=inner.light_columns),
         trained_pixel_size_A=base.trained_pixel_size_A, trained_separation_px=base.trained_separation_px,
         max_side_px=base.max_side_px, edge_px=base.edge_px, rescale=base.rescale, contrast=base.contrast)
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
@@ -390,7 +396,7 @@ def _make_card(base, info: dict, val_box, run: dict) -> dict:
     return {
         "kind": "adapted",
         "architecture": "atombench_unet",
-        "arch_kwargs": base_card.get("arch_kwargs") or {"base_channels": 16, "depth": 3},
+        "arch_kwargs": base_card.get("arch_kwargs") or _arch_kwargs_of(inner.source_net),
         "base_model": inner.name,
         "base_weights_sha256": inner.provenance.get("weights_sha256"),
         "image_name": str(info["image_name"]),
@@ -400,6 +406,7 @@ def _make_card(base, info: dict, val_box, run: dict) -> dict:
         "sampling_from": info["how"],
         "contrast_used": info["contrast"],
         "contrast": base.contrast,  # the polarity rule it was adapted under, applied again on reload
+        **({"light_columns": inner.light_columns} if inner.in_channels == 2 else {}),  # its label convention
         "region_rc": [int(v) for v in info["box"]],
         "validation_region_rc": [int(round(v)) for v in np.array(val_box) / info["ratio"]],
         "n_labels": info["n_labels"],
@@ -408,6 +415,12 @@ def _make_card(base, info: dict, val_box, run: dict) -> dict:
         "trained_separation_px": base.trained_separation_px,
         "threshold": inner.threshold,
     }
+
+
+def _arch_kwargs_of(net) -> dict:
+    """Builder arguments of an :class:`AtomBenchUNet` read off the network itself."""
+    return {"base_channels": int(net.enc[0][0].out_channels), "depth": int(net.depth),
+            "in_channels": int(getattr(net, "in_channels", 1))}
 
 
 def _base_card(base, weights) -> dict:

@@ -62,6 +62,18 @@ def __getattr__(name: str):  # lazy: importing this module must not import torch
 # ------------------------------------------------------------------ our network's locator
 
 
+def input_planes(images, in_channels: int, light_columns):
+    """The network's input from standardised images (B, 1, H, W): for a two-channel (v3)
+    network the constant light-columns plane is appended (``light_columns`` a bool, or a
+    (B,) tensor of 0/1 per image); a one-channel network gets the images as they are."""
+    import torch
+
+    if in_channels == 1:
+        return images
+    flag = torch.as_tensor(light_columns, dtype=images.dtype, device=images.device).reshape(-1, 1, 1, 1)
+    return torch.cat([images, flag.expand_as(images)], dim=1)
+
+
 class AtomBenchLocator:
     """Inference of :class:`AtomBenchUNet` at its trained sampling (wrap it in
     :class:`SamplingAwareLocator` for other samplings): standardisation (whole image,
@@ -74,18 +86,30 @@ class AtomBenchLocator:
     the same map up to float summation order); ``bf16`` True/False/"auto" (a timed
     probe decides, once per process); ``tile_size`` 1536 covers a 1024² image (or a
     1208² rescaled one) in one pass, larger images are tiled to bound memory.
+
+    ``light_columns``: which columns count, for weights with the v3 light-columns input
+    (docs/models-ours.md, label policy): False (default) the heavy-column convention of
+    HAADF images and the published benchmark, True also light columns between heavy ones
+    (O in iDPC or ABF images). Weights without that input take only False.
     """
 
     def __init__(self, name: str, net, provenance: dict, *, device: str = "auto", threshold: float = 0.3,
                  min_distance_px: int = 2, tile_size: int = 1536, overlap_px: int = 64,
                  normalize_window_px: int | None = None, contrast: str = "bright", fast: bool = True,
-                 bf16: bool | str = False, refine: bool = False):
+                 bf16: bool | str = False, refine: bool = False, light_columns: bool = False):
         import torch
 
         from ..core.contrast import check_contrast
         from ._fast import fold_batchnorm, resolve_bf16
 
         self.name = name
+        self.in_channels = int(getattr(net, "in_channels", 1))
+        if not isinstance(light_columns, (bool, np.bool_)):
+            raise ValueError(f"light_columns for model {name!r} must be True or False, not {light_columns!r}")
+        if light_columns and self.in_channels == 1:
+            raise ValueError(f"model {name!r}: these weights have no light-columns input (trained before v3), "
+                             "so light_columns=True cannot be applied; use v3 weights or leave it False")
+        self.light_columns = bool(light_columns)
         self.device = resolve_device(device)
         self.fast = bool(fast)
         net = net.to(self.device).eval()
@@ -125,6 +149,7 @@ class AtomBenchLocator:
         torch = self._torch
         with torch.inference_mode(), autocast_context(self.device, self.bf16):
             t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None].to(self.device)
+            t = input_planes(t, self.in_channels, self.light_columns)
             if self.fast:
                 t = t.contiguous(memory_format=torch.channels_last)
             return torch.sigmoid(self.net(t).float())[0].cpu().numpy()
@@ -161,6 +186,7 @@ class AtomBenchLocator:
             "fast": self.fast,
             "bf16": self.bf16,
             **contrast_meta,
+            **({"light_columns": self.light_columns} if self.in_channels == 2 else {}),
             **self.provenance,
         }
         positions = refine_if_asked(image, positions, meta, self.refine)
@@ -172,18 +198,20 @@ class AtomBenchLocator:
 
 #: options of :class:`AtomBenchLocator` (plus ``edge_px`` and ``rescale``, applied by the wrapper)
 ATOMBENCH_OPTIONS = ("threshold", "min_distance_px", "tile_size", "overlap_px", "normalize_window_px", "bf16",
-                     "refine", "fast", "contrast")
+                     "refine", "fast", "contrast", "light_columns")
 
 
 def card_options(record: dict[str, Any]) -> dict[str, Any]:
     """Pipeline options a weights card fixes: the standardisation window the weights were
     trained with, the detection threshold selected for them and (adapted weights) the
-    contrast rule they were adapted under."""
+    contrast rule and the light-columns convention they were adapted under."""
     options: dict[str, Any] = {"normalize_window_px": record.get("config", {}).get("normalize_window_px")}
     if "threshold" in record:
         options["threshold"] = float(record["threshold"])
     if "contrast" in record:  # adapted weights: the polarity rule they were trained under
         options["contrast"] = record["contrast"]
+    if "light_columns" in record:  # adapted v3 weights: the column convention they were adapted to
+        options["light_columns"] = bool(record["light_columns"])
     return options
 
 
@@ -196,7 +224,7 @@ def _infer_unet_kwargs(state: dict, spec: ModelSpec, path) -> dict:
                          "trained for this architecture")
     base = int(state["enc.0.0.weight"].shape[0])
     depth = len({k.split(".")[1] for k in state if k.startswith("enc.")}) - 1
-    return {"base_channels": base, "depth": depth}
+    return {"base_channels": base, "depth": depth, "in_channels": int(state["enc.0.0.weight"].shape[1])}
 
 
 def atombench_locator(spec: ModelSpec, weights=None, *, device: str = "auto", fidelity: str = "default",

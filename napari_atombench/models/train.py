@@ -28,6 +28,7 @@ import numpy as np
 
 from ..core.io import atomic_write_bytes
 from .checkpoints import load_checkpoint, load_state_dict, load_weights_into, sha256_of
+from .ours import input_planes
 from .registry import build_architecture
 from .train_data import (  # noqa: F401 - the data generators, importable from here as before
     HBN, MODALITY_KINDS, POOL_CHUNK, RESOLVABLE_SEPARATION_FWHM, TRAINED_PIXEL_SIZE_A, _modality_image, make_pool,
@@ -192,6 +193,8 @@ def train(
         torch.set_num_threads(int(config.threads))
     device = _resolve_device(config.device)
     torch.manual_seed(config.seed)
+    if config.modalities and config.architecture == "atombench_unet":
+        config.arch_kwargs.setdefault("in_channels", 2)  # image + light-columns plane (train_data)
     net = build_architecture(config.architecture, **config.arch_kwargs)
     _init_output_bias(net)
     if config.init_weights is not None and resume is None:
@@ -202,11 +205,11 @@ def train(
     if resume is not None:
         _resume(resume, net, opt, run)
         log(f"resumed from {resume} at step {run['step']}")
-    images, targets, seps = _training_pool(config, recipe, log)
-    run["trained_separation_px"] = float(np.median(seps)) if len(seps) else float("nan")
+    images, targets, seps, light = _training_pool(config, recipe, log)
+    run["trained_separation_px"] = trained_separation_px(seps, light)
     net.train()
     run["t0"] = time.perf_counter()
-    _train_loop(config, recipe, net, opt, run, images, targets, device, out, log, cancelled)
+    _train_loop(config, recipe, net, opt, run, (images, targets, light), device, out, log, cancelled)
     _save_checkpoint(out, config, net, opt, run)
     return {"step": run["step"], "history": run["history"], "wall_s": _wall_s(run), "checkpoint": str(out)}
 
@@ -216,8 +219,35 @@ def _load_init_weights(net, config: TrainConfig) -> None:
     from types import SimpleNamespace
 
     model = SimpleNamespace(name=f"{config.architecture} {config.arch_kwargs}", architecture=config.architecture)
-    load_weights_into(net, load_state_dict(config.init_weights), model, config.init_weights)
+    state = widen_first_conv(load_state_dict(config.init_weights), net)
+    load_weights_into(net, state, model, config.init_weights)
     config.init_weights_sha256 = sha256_of(config.init_weights)
+
+
+def trained_separation_px(separations: np.ndarray, light: np.ndarray) -> float:
+    """The sampling reference of the locator's no-pixel-size rule: the median column
+    separation over the scenes labelled in the default (heavy-column) convention.
+
+    ``estimate_separation`` on a HAADF image sees the heavy lattice; scenes shown with
+    ``light_columns`` 1 label O columns too, about half as far apart, which would pull
+    the median down and make every image without a pixel size come out too small."""
+    heavy = np.asarray(separations)[np.asarray(light) == 0]
+    heavy = heavy[np.isfinite(heavy)]
+    return float(np.median(heavy)) if len(heavy) else float("nan")
+
+
+def widen_first_conv(state: dict, net) -> dict:
+    """``state`` of a one-input-channel network made to fit ``net``'s two-channel first
+    convolution: the new light-columns channel starts at zero weight, so the widened
+    network computes exactly what the given weights did; any other state unchanged."""
+    key = "enc.0.0.weight"
+    want = net.state_dict().get(key)
+    have = state.get(key)
+    if want is None or have is None or have.shape[1] != 1 or want.shape[1] != 2 or have.shape[0] != want.shape[0]:
+        return state
+    import torch
+
+    return {**state, key: torch.cat([have, torch.zeros_like(have)], dim=1)}
 
 
 def _wall_s(run: dict) -> float:
@@ -239,7 +269,7 @@ def _resume(path: str | Path, net, opt, run: dict) -> None:
 
 
 def _training_pool(config: TrainConfig, recipe: dict, log: Callable[[str], None]):
-    """The run's scene pool: images, targets, nearest-neighbour separations."""
+    """The run's scene pool: images, targets, nearest-neighbour separations, light-columns flags."""
     t_pool = time.perf_counter()
     pool_kwargs = dict(target=recipe["target"], target_px=recipe["target_px"], pixel_size_A=config.trained_pixel_size_A,
                        native_pixel_size_A=config.native_pixel_size_A, resolution_pm=config.resolution_pm)
@@ -272,10 +302,12 @@ def _save_checkpoint(path: Path, config: TrainConfig, net, opt, run: dict) -> No
     atomic_write_bytes(path, buffer.getvalue())  # a kill mid-write keeps the previous checkpoint
 
 
-def _train_loop(config, recipe, net, opt, run, images, targets, device, out, log, cancelled) -> None:
+def _train_loop(config, recipe, net, opt, run, pool, device, out, log, cancelled) -> None:
     """Steps until ``config.steps``, the time budget or ``cancelled``; logs and checkpoints on the way."""
     import torch
 
+    images, targets, light = pool
+    in_channels = getattr(net, "in_channels", 1)
     loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
     rng, running = run["rng"], []
     while run["step"] < config.steps:
@@ -291,7 +323,8 @@ def _train_loop(config, recipe, net, opt, run, images, targets, device, out, log
             group["lr"] = learning_rate(config.lr, progress)
         idx = rng.integers(0, len(images), config.batch_size)
         xb, yb = augment(images[idx], targets[idx], rng, artefacts=config.modalities)
-        x = torch.from_numpy(normalise(xb, recipe["norm"]))[:, None].to(device)
+        x = input_planes(torch.from_numpy(normalise(xb, recipe["norm"]))[:, None], in_channels,
+                         torch.from_numpy(light[idx])).to(device)
         y = torch.from_numpy(yb)[:, None].to(device)
         weight = 1.0 + 9.0 * y
         loss = (loss_fn(_logits(net, x), y) * weight).mean()

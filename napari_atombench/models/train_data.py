@@ -134,6 +134,14 @@ IDPC_Z_EXPONENT = (0.4, 0.7)
 #: most atoms, labelled but invisible (v2 and the first v3 found 12-45 % of them)
 THICK_SUPPORT_AMORPHOUS = (0.1, 0.35)
 MODALITY_KINDS = {"abf": 0.12, "idpc": 0.1, "light_lowdose": 0.08, "nanoparticle": 0.07, "thick_support": 0.06}
+#: v3 networks take a second input plane, ``light_columns``, saying which columns count:
+#: 1 labels the columns of the modality's own policy above (light columns among heavy ones
+#: in ABF and iDPC); 0 labels, on every scene, only the columns HAADF would label (weight
+#: Z^1.7 >= 0.1 of the brightest: pure O columns next to cations are not atoms then) --
+#: the convention of HAADF images and the published benchmark. Share of ABF/iDPC scenes
+#: shown with 1, and of the other scenes (whose labels are the same either way)
+LIGHT_COLUMNS_SHARE = {"light_modalities": 0.5, "other": 0.25}
+LIGHT_MODALITIES = ("abf", "idpc")
 
 HBN = sim.Crystal(
     name="hBN monolayer",
@@ -222,19 +230,31 @@ def resolvable_resolution_pm(positions_rc: np.ndarray, pixel_size_A: float, reso
     return float(max(min(resolution_pm, limit_pm), floor_pm))
 
 
+def heavy_column_labels(kwargs: dict) -> np.ndarray:
+    """The labelled columns of the scene simulated with ``kwargs`` under the HAADF policy:
+    the same scene (same seed) rendered as HAADF (Z^1.7) labels a subset of its columns at
+    identical positions."""
+    haadf = sim.simulate(**{**kwargs, "z_exponent": 1.7, "mode": "haadf"})
+    return haadf.positions_rc
+
+
 def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
               pixel_size_A: float = TRAINED_PIXEL_SIZE_A, native_pixel_size_A: tuple[float, float] | None = None,
               resolution_pm: tuple[float, float] | None = None, modalities: bool = False,
               progress: Callable[[int, int], None] | None = None):
     """``n`` random scenes: images (n, crop, crop) float32, targets (n, crop, crop)
-    float16, nearest-neighbour separations (px) of their labelled columns.
+    float16, the median nearest-neighbour separation (px) of each scene's labelled
+    columns (n,) (NaN with fewer than 3), and each scene's ``light_columns`` input (n,)
+    float32 (all 0 without ``modalities``).
 
     With ``native_pixel_size_A`` each scene is simulated at its own pixel size and
     resampled to the crop with the locator's :func:`~napari_atombench.models.sampling.resample`.
     With ``resolution_pm`` the probe FWHM is drawn log-uniformly in that range and a
     scene whose labelled columns it would merge is simulated again with the FWHM capped
     at :data:`RESOLVABLE_SEPARATION_FWHM` × their closest separation (5th percentile).
-    With ``modalities`` a share of the scenes are :data:`MODALITY_KINDS`.
+    With ``modalities`` a share of the scenes are :data:`MODALITY_KINDS` and each scene
+    gets a ``light_columns`` flag (:data:`LIGHT_COLUMNS_SHARE`); ABF and iDPC scenes with
+    flag 0 are labelled by :func:`heavy_column_labels`.
     """
     from ._pipeline import positions_to_frame
     from .sampling import resample
@@ -245,6 +265,7 @@ def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
     rng = np.random.default_rng(seed)
     images = np.zeros((n, crop_px, crop_px), np.float32)
     targets = np.zeros((n, crop_px, crop_px), np.float16)
+    light = np.zeros(n, np.float32)
     separations = []
     for k in range(n):
         kwargs = random_scene_kwargs(rng, crop_px, pixel_size_A, native_pixel_size_A, resolution_pm)
@@ -258,17 +279,22 @@ def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
             if capped < kwargs["resolution_pm"]:
                 s = sim.simulate(**{**kwargs, "resolution_pm": capped})
         image, positions = _modality_image(s, modality, rng)
+        if modalities:
+            share = LIGHT_COLUMNS_SHARE["light_modalities" if modality in LIGHT_MODALITIES else "other"]
+            light[k] = float(rng.random() < share)
+            if modality in LIGHT_MODALITIES and not light[k]:  # ABF/iDPC keep positions: no mask
+                positions = heavy_column_labels({**kwargs, "resolution_pm": s.parameters["resolution_pm"]})
         if image.shape != (crop_px, crop_px):
             native_shape = image.shape
             image = resample(image, (crop_px, crop_px))
             positions = positions_to_frame(positions, native_shape, image.shape)
         images[k] = image
         targets[k] = make_target(positions, image.shape, target, target_px)
-        if len(positions) > 2:
-            separations.append(float(np.median(nearest_neighbour_distances_px(positions))))
+        separations.append(float(np.median(nearest_neighbour_distances_px(positions))) if len(positions) > 2
+                           else np.nan)
         if progress is not None and (k + 1) % 50 == 0:
             progress(k + 1, n)
-    return images, targets, np.array(separations)
+    return images, targets, np.array(separations), light
 
 
 def _modality_image(s, modality: str | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -330,4 +356,4 @@ def make_pool_chunked(n: int, crop_px: int, *, seed: int, workers: int = 1,
             parts = pool.map(_pool_chunk, jobs)
     else:
         parts = [_pool_chunk(job) for job in jobs]
-    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))

@@ -45,7 +45,8 @@ def _contrast_note(meta: dict) -> str:
     if used is None:
         return ""
     how = "decided on the image" if meta.get("contrast") == "auto" else "as chosen"
-    return f"; columns: {used} ({how})"
+    counted = "; light columns counted too" if meta.get("light_columns") else ""
+    return f"; columns: {used} ({how}){counted}"
 
 
 def _locate(make_locator, image, pixel_size_A, *, progress, cancelled):
@@ -80,6 +81,9 @@ class RunModelWidget(Container):
         self.contrast = ComboBox(label="contrast", choices=list(CONTRASTS), value="auto",
                                  tooltip="column polarity: auto decides on the image (bright columns, e.g. HAADF, "
                                          "or dark, e.g. ABF); the decision is shown below and kept in the layer")
+        self.light_columns = CheckBox(label="light columns too", value=False,
+                                      tooltip="atombench v3: also count light columns between heavy ones (O in "
+                                              "iDPC/ABF images); off: the heavy-column convention of HAADF")
         self.threshold = FloatSpinBox(label="threshold", value=0.5, min=0.01, max=0.99, step=0.05)
         self.refine = CheckBox(label="refine positions", value=False)
         self.run_button = PushButton(text="Run")
@@ -88,8 +92,8 @@ class RunModelWidget(Container):
         self.status = Label(value="")
         self.extend(
             [self.image, self.pixel_size, self.pixel_size_warning, self.model, self.weights, self.weights_dir,
-             self.fidelity, self.rescale, self.tile_size, self.device, self.contrast, self.threshold, self.refine,
-             self.run_button, self.cancel_button, self.progress, self.status]
+             self.fidelity, self.rescale, self.tile_size, self.device, self.contrast, self.light_columns,
+             self.threshold, self.refine, self.run_button, self.cancel_button, self.progress, self.status]
         )
         # sublattices: split a prediction (and its labels) into one layer per class, scored per class
         self.splitter = SplitControls(self.viewer, lambda: self.image.value)
@@ -132,6 +136,7 @@ class RunModelWidget(Container):
         has_threshold = spec is not None and spec.family == "atomnet"
         self.threshold.enabled = has_threshold
         self.threshold.visible = has_threshold
+        self.light_columns.visible = spec is None or spec.family == "atombench"  # None: an adapted model
 
     # -- run
     def _options(self) -> dict[str, Any]:
@@ -144,6 +149,8 @@ class RunModelWidget(Container):
         }
         if spec is not None and spec.family == "atomnet":
             options["threshold"] = float(self.threshold.value)
+        if self.light_columns.value and (spec is None or spec.family == "atombench"):
+            options["light_columns"] = True  # weights without the v3 input refuse it in one line
         return options
 
     def run(self, _=None):

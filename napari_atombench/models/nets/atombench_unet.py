@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 
 
-def build_atombench_unet(base_channels: int = 16, depth: int = 3):
+def build_atombench_unet(base_channels: int = 16, depth: int = 3, in_channels: int = 1):
     """Our compact U-Net (see :class:`AtomBenchUNet`)."""
-    return _net_classes()(base_channels=base_channels, depth=depth)
+    return _net_classes()(base_channels=base_channels, depth=depth, in_channels=in_channels)
 
 
 @functools.lru_cache(maxsize=1)
@@ -52,15 +52,20 @@ def _net_classes():
         bilinear upsampling and skip concatenation; one output channel of logits
         (``forward`` returns them; apply a sigmoid for the heatmap).
 
-        Input side lengths must be multiples of ``2**depth``.
+        Input side lengths must be multiples of ``2**depth``. ``in_channels`` 2 (v3): the
+        image and a constant plane saying which columns count (1: light columns among
+        heavy ones too, as iDPC/ABF show them; 0: the heavy-column convention of HAADF).
         """
 
-        def __init__(self, base_channels: int = 16, depth: int = 3):
+        def __init__(self, base_channels: int = 16, depth: int = 3, in_channels: int = 1):
             super().__init__()
+            if int(in_channels) not in (1, 2):
+                raise ValueError(f"in_channels must be 1 (image) or 2 (image, light-columns plane), not {in_channels!r}")
+            self.in_channels = int(in_channels)
             self.depth = int(depth)
             self.downsampling = 2**self.depth
             chans = [base_channels * 2**k for k in range(self.depth + 1)]
-            self.enc = nn.ModuleList([Block(1, chans[0])] + [Block(chans[k - 1], chans[k]) for k in range(1, self.depth + 1)])
+            self.enc = nn.ModuleList([Block(self.in_channels, chans[0])] + [Block(chans[k - 1], chans[k]) for k in range(1, self.depth + 1)])
             self.dec = nn.ModuleList([Block(chans[k + 1] + chans[k], chans[k]) for k in range(self.depth)])
             self.head = nn.Conv2d(chans[0], 1, 1)
 
