@@ -155,9 +155,27 @@ def test_tiled_equals_untiled(big_image, model, cubic, shared_dir):
     np.testing.assert_allclose(b.probability_map, a.probability_map, atol=fp32_network_tolerance(whole.net))
     assert len(a.positions_rc) > 100
     # a map value moving by ~1e-5 can tip a centroid tie (seen: 2 of 5,678 moved by
-    # 0.025 px on another CPU): a few may move, by well under a pixel; none may vanish
-    assert_positions_agree(a.positions_rc, b.positions_rc, max_moved=max(3, len(a.positions_rc) // 500),
-                           max_shift_px=0.25)
+    # 0.025 px on another CPU): a few may move, by well under a pixel; none may vanish.
+    # AtomSegNet's segmentation quantises the map to uint8 and seeds its watershed at
+    # levels 30 and 100: a pixel sitting on a level can join or leave a region, moving
+    # that region's centroid towards or away from an adjacent pixel, i.e. by < 1 px
+    # (seen: 3 of 2,840 moved by 0.35-0.39 px with AVX2 kernels on an AMD EPYC), or split
+    # or merge a region (one position more or fewer); at most one change per such pixel
+    tol = fp32_network_tolerance(whole.net)
+    ties = _marker_level_ties(a.probability_map, tol) if model == "unet" else 0
+    assert_positions_agree(a.positions_rc, b.positions_rc, max_moved=max(3, len(a.positions_rc) // 500) + ties,
+                           max_shift_px=1.0 if model == "unet" else 0.25, max_unmatched=ties)
+
+
+def _marker_level_ties(prob: np.ndarray, tol: float) -> int:
+    """Pixels whose uint8 level in AtomSegNet's segmentation (``lin_segment``: markers below
+    30 and above 100 of 255) can change when the map moves by ``tol`` (the map's min and
+    max may move too: twice ``tol``)."""
+    r = np.clip(prob.astype(np.float64), 0, None)
+    scale = 255.0 / max(float(r.max() - r.min()), 1e-12)
+    level = (r - r.min()) * scale
+    band = 2.0 * tol * scale
+    return int(sum(np.count_nonzero(np.abs(level - edge) <= band) for edge in (30.0, 101.0)))
 
 
 def test_default_positions_in_image_frame_and_near_truth(big_image, cubic):
