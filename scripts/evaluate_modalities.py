@@ -41,8 +41,6 @@ SELECT_SEED, REPORT_SEED = 880_000, 990_000
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 MODALITIES = ("haadf", "abf", "idpc", "abf_heavy", "idpc_heavy", "light_lowdose", "nanoparticle", "thick_support",
               "jpeg")
-#: modalities whose labels hold light columns between heavy ones
-LIGHT_LABELLED = ("abf", "idpc")
 
 
 def _jpeg(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -72,7 +70,7 @@ def scenes(modality: str, n: int, seed: int) -> list[tuple[np.ndarray, np.ndarra
             s = sim.simulate(**{**kw, "resolution_pm": capped})
         image, truth = s.image.astype(np.float32), s.positions_rc
         if modality.endswith("_heavy"):
-            truth = tr.heavy_column_labels({**kw, "resolution_pm": s.parameters["resolution_pm"]})
+            truth = tr.heavy_column_labels(s, kw)
         if modality == "nanoparticle":
             image, truth = tr._modality_image(s, modality, rng)  # ABF stays dark: the locator decides
         elif modality == "jpeg":
@@ -82,21 +80,17 @@ def scenes(modality: str, n: int, seed: int) -> list[tuple[np.ndarray, np.ndarra
     return out
 
 
-def has_light_input(weights: Path) -> bool:
-    """Whether the weights take the v3 light-columns plane (a two-channel first convolution)."""
-    from napari_atombench.models.checkpoints import load_state_dict
-
-    return int(load_state_dict(weights)["enc.0.0.weight"].shape[1]) == 2
-
-
 def score_all(weights: Path, threshold: float, data: dict) -> dict:
+    from napari_atombench.models import train_data as tr
     from napari_atombench.models.registry import get_locator
 
-    locators = {flag: get_locator("atombench", weights=weights, device="cpu", threshold=threshold, light_columns=flag)
-                for flag in ((False, True) if has_light_input(weights) else (False,))}
+    default = get_locator("atombench", weights=weights, device="cpu", threshold=threshold)
+    # weights with the v3 light-columns plane run the light-labelled modalities with it
+    light = (get_locator("atombench", weights=weights, device="cpu", threshold=threshold, light_columns=True)
+             if default.inner.in_channels == 2 else default)
     rows = {}
     for modality, items in data.items():
-        locator = locators[modality in LIGHT_LABELLED and len(locators) == 2]
+        locator = light if modality in tr.LIGHT_MODALITIES else default
         tp = fp = fn = 0
         for image, truth, px in items:
             with warnings.catch_warnings():

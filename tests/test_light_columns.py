@@ -76,7 +76,7 @@ def test_flag_zero_labels_drop_the_pure_light_columns_of_idpc_and_abf_scenes():
         kw = tr.modality_scene_kwargs(kind, kw, rng)
         kw["crystal"] = tr._perovskite(rng)
         s = sim.simulate(**kw)
-        heavy = tr.heavy_column_labels(kw)
+        heavy = tr.heavy_column_labels(s, kw)
         assert 0 < len(heavy) < len(s.positions_rc)
         # a subset at identical positions: exactly the columns that are not pure O
         from scipy.spatial import cKDTree

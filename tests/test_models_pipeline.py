@@ -171,11 +171,13 @@ def _marker_level_ties(prob: np.ndarray, tol: float) -> int:
     """Pixels whose uint8 level in AtomSegNet's segmentation (``lin_segment``: markers below
     30 and above 100 of 255) can change when the map moves by ``tol`` (the map's min and
     max may move too: twice ``tol``)."""
+    from napari_atombench.models.atomsegnet import MARKER_BACKGROUND_BELOW_U8, MARKER_COLUMN_ABOVE_U8
+
     r = np.clip(prob.astype(np.float64), 0, None)
     scale = 255.0 / max(float(r.max() - r.min()), 1e-12)
     level = (r - r.min()) * scale
     band = 2.0 * tol * scale
-    return int(sum(np.count_nonzero(np.abs(level - edge) <= band) for edge in (30.0, 101.0)))
+    return int(sum(np.count_nonzero(np.abs(level - edge) <= band) for edge in (MARKER_BACKGROUND_BELOW_U8, MARKER_COLUMN_ABOVE_U8 + 1)))
 
 
 def test_default_positions_in_image_frame_and_near_truth(big_image, cubic):

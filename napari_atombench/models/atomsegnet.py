@@ -272,6 +272,11 @@ def pad_lin(x: np.ndarray, architecture: str) -> tuple[np.ndarray, tuple[int, in
     return np.pad(x, ((pads[0], pads[1]), (pads[2], pads[3]))), pads
 
 
+#: watershed markers of ``lin_segment`` on the uint8 map: background below, columns above
+MARKER_BACKGROUND_BELOW_U8 = 30
+MARKER_COLUMN_ABOVE_U8 = 100
+
+
 def lin_segment(rawmap: np.ndarray) -> dict:
     """AtomSegNet's ``CircleDetect`` segmentation (spec L7–L12).
 
@@ -293,8 +298,8 @@ def lin_segment(rawmap: np.ndarray) -> dict:
     u8 = (m * 255 / m.max()).astype(np.uint8)
     elevation = sobel(u8)
     markers = np.zeros(u8.shape, dtype=np.uint8)
-    markers[u8 < 30] = 1
-    markers[u8 > 100] = 2
+    markers[u8 < MARKER_BACKGROUND_BELOW_U8] = 1
+    markers[u8 > MARKER_COLUMN_ABOVE_U8] = 2
     seg = watershed(elevation, markers)
     filled = ndimage.binary_fill_holes(seg - 1)
     labels, n = ndimage.label(filled)

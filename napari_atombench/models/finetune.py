@@ -391,12 +391,14 @@ def _train(base, x, target, loss_mask, labels_s, train_box, val_box, side, radiu
 def _make_card(base, info: dict, val_box, run: dict) -> dict:
     """The adapted model's card: base model, image, region, labels, the run's record
     (``run``), and the base card's sampling and threshold (so the file runs alone)."""
+    from .ours import unet_kwargs
+
     inner = base.inner
     base_card = _base_card(base, info["weights"])
     return {
         "kind": "adapted",
         "architecture": "atombench_unet",
-        "arch_kwargs": base_card.get("arch_kwargs") or _arch_kwargs_of(inner.source_net),
+        "arch_kwargs": base_card.get("arch_kwargs") or unet_kwargs(inner.source_net.state_dict()),
         "base_model": inner.name,
         "base_weights_sha256": inner.provenance.get("weights_sha256"),
         "image_name": str(info["image_name"]),
@@ -415,12 +417,6 @@ def _make_card(base, info: dict, val_box, run: dict) -> dict:
         "trained_separation_px": base.trained_separation_px,
         "threshold": inner.threshold,
     }
-
-
-def _arch_kwargs_of(net) -> dict:
-    """Builder arguments of an :class:`AtomBenchUNet` read off the network itself."""
-    return {"base_channels": int(net.enc[0][0].out_channels), "depth": int(net.depth),
-            "in_channels": int(getattr(net, "in_channels", 1))}
 
 
 def _base_card(base, weights) -> dict:

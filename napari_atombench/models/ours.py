@@ -222,9 +222,14 @@ def _infer_unet_kwargs(state: dict, spec: ModelSpec, path) -> dict:
         raise ValueError(f"weights file {path} does not fit model {spec.name!r} (architecture "
                          f"{spec.architecture}): no key enc.0.0.weight (first keys: {found}); pass weights "
                          "trained for this architecture")
-    base = int(state["enc.0.0.weight"].shape[0])
+    return unet_kwargs(state)
+
+
+def unet_kwargs(state: dict) -> dict:
+    """Builder arguments of an :class:`AtomBenchUNet` read off its state_dict."""
+    first = state["enc.0.0.weight"]
     depth = len({k.split(".")[1] for k in state if k.startswith("enc.")}) - 1
-    return {"base_channels": base, "depth": depth, "in_channels": int(state["enc.0.0.weight"].shape[1])}
+    return {"base_channels": int(first.shape[0]), "depth": depth, "in_channels": int(first.shape[1])}
 
 
 def atombench_locator(spec: ModelSpec, weights=None, *, device: str = "auto", fidelity: str = "default",

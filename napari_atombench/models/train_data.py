@@ -230,11 +230,12 @@ def resolvable_resolution_pm(positions_rc: np.ndarray, pixel_size_A: float, reso
     return float(max(min(resolution_pm, limit_pm), floor_pm))
 
 
-def heavy_column_labels(kwargs: dict) -> np.ndarray:
-    """The labelled columns of the scene simulated with ``kwargs`` under the HAADF policy:
-    the same scene (same seed) rendered as HAADF (Z^1.7) labels a subset of its columns at
-    identical positions."""
-    haadf = sim.simulate(**{**kwargs, "z_exponent": 1.7, "mode": "haadf"})
+def heavy_column_labels(s, kwargs: dict) -> np.ndarray:
+    """The labelled columns of scene ``s`` (simulated with ``kwargs``, its probe possibly
+    capped since) under the HAADF policy: the same scene (same seed) rendered as HAADF
+    (Z^1.7) labels a subset of its columns at identical positions."""
+    haadf = sim.simulate(**{**kwargs, "resolution_pm": s.parameters["resolution_pm"], "z_exponent": 1.7,
+                            "mode": "haadf"})
     return haadf.positions_rc
 
 
@@ -283,7 +284,7 @@ def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
             share = LIGHT_COLUMNS_SHARE["light_modalities" if modality in LIGHT_MODALITIES else "other"]
             light[k] = float(rng.random() < share)
             if modality in LIGHT_MODALITIES and not light[k]:  # ABF/iDPC keep positions: no mask
-                positions = heavy_column_labels({**kwargs, "resolution_pm": s.parameters["resolution_pm"]})
+                positions = heavy_column_labels(s, kwargs)
         if image.shape != (crop_px, crop_px):
             native_shape = image.shape
             image = resample(image, (crop_px, crop_px))

@@ -49,6 +49,11 @@ def _contrast_note(meta: dict) -> str:
     return f"; columns: {used} ({how}){counted}"
 
 
+def _takes_light_columns(spec) -> bool:
+    """Our atombench models take ``light_columns``; ``spec`` None is an adapted one (also ours)."""
+    return spec is None or spec.family == "atombench"
+
+
 def _locate(make_locator, image, pixel_size_A, *, progress, cancelled):
     """The job: build the locator (may load weights) and run it."""
     locator = make_locator()
@@ -136,7 +141,7 @@ class RunModelWidget(Container):
         has_threshold = spec is not None and spec.family == "atomnet"
         self.threshold.enabled = has_threshold
         self.threshold.visible = has_threshold
-        self.light_columns.visible = spec is None or spec.family == "atombench"  # None: an adapted model
+        self.light_columns.visible = _takes_light_columns(spec)
 
     # -- run
     def _options(self) -> dict[str, Any]:
@@ -149,7 +154,7 @@ class RunModelWidget(Container):
         }
         if spec is not None and spec.family == "atomnet":
             options["threshold"] = float(self.threshold.value)
-        if self.light_columns.value and (spec is None or spec.family == "atombench"):
+        if self.light_columns.value and _takes_light_columns(spec):
             options["light_columns"] = True  # weights without the v3 input refuse it in one line
         return options
 
