@@ -98,6 +98,41 @@ def test_auto_contrast_finds_dark_columns_and_records_the_decision(locator, name
         locator.locate(s.image, s.pixel_size_A, contrast="abf")
 
 
+@pytest.mark.parametrize("name, mode, expected", [("graphene", "haadf", "bright"), ("ws2", "abf", "dark")])
+def test_the_model_decides_polarity_where_the_skewness_is_fooled(locator, name, mode, expected):
+    # honeycombs with barely resolved bonds: the holes are the compact features, so the band-pass
+    # skewness reads low-dose HAADF graphene as dark and ABF WS2 as bright (confidently); the
+    # network, shown both polarities, is decisive only on the right one
+    s = _scene(name, mode, shape=160, pixel_size_pm=16, resolution_pm=150, background=0.1,
+               dose_e_per_A2=(10 if mode == "haadf" else 40) / 0.16**2)
+    skewness = estimate_polarity(s.image, estimate_separation(s.image))
+    assert skewness.confident and skewness.contrast != expected
+    result = locator.locate(s.image, s.pixel_size_A)
+    meta = result.metadata
+    assert meta["contrast_used"] == expected and meta["contrast_from"] == "model" and meta["contrast_confident"]
+    assert meta["contrast_decisiveness"][expected] > meta["contrast_decisiveness"][skewness.contrast]
+    assert _f1(result, s) > 0.95
+
+
+def test_polarity_vote_rules():
+    from napari_atombench.models.sampling import MIN_VOTE_DECISIVENESS, apply_contrast, map_decisiveness
+
+    s = _scene("srtio3_100", "haadf")  # skewness: bright
+    for votes, used, source in (({"bright": 0.2, "dark": 0.4}, "dark", "model"),
+                                ({"bright": 0.4, "dark": 0.2}, "bright", "model"),
+                                ({"bright": 0.3, "dark": 0.3}, "bright", "skewness"),  # a tie
+                                ({"bright": 0.01, "dark": MIN_VOTE_DECISIVENESS / 2}, "bright", "skewness")):
+        mean = float(s.image.mean())
+        # the vote sees the candidate bright-column image: tell the two apart by their mean
+        image, meta = apply_contrast(s.image, "auto", 10.0,
+                                     vote=lambda b: votes["bright" if abs(float(b.mean()) - mean) < 1e-3 else "dark"])
+        assert meta["contrast_used"] == used and meta["contrast_from"] == source, votes
+        np.testing.assert_array_equal(image, to_bright(s.image, used))
+    # decided pixels (>= threshold) per undecided one (0.2 <= p < threshold)
+    assert map_decisiveness(np.array([0.9, 0.7, 0.5, 0.3, 0.1]), 0.6) == pytest.approx(1.0)
+    assert map_decisiveness(np.zeros(9), 0.6) == 0.0
+
+
 def test_unwrapped_network_takes_the_contrast_option():
     s = _scene("srtio3_100", "abf", pixel_size_pm=20)  # at the trained sampling
     # the ABF labels count the O columns (contrast weight Z^0.7: 0.34 of Sr): the light-columns convention
@@ -176,6 +211,7 @@ def test_f1_without_pixel_size_is_within_10_percent(experimental_dir, locator):
             f1[px] = score_positions(result.positions_rc, data.truth_rc, pixel_size_A=case.pixel_size_A,
                                      border_margin_px=11, image_shape=data.image.shape).f1
         assert result.metadata["sampling_from"] == "estimate_separation"
+        assert result.metadata["contrast_used"] == "bright", case.case  # all HAADF/MADF
         assert f1[None] >= 0.9 * f1[case.pixel_size_A], (case.case, f1)
         checked += 1
     assert checked >= 3

@@ -75,8 +75,10 @@ def test_flag_zero_labels_drop_the_pure_light_columns_of_idpc_and_abf_scenes():
         kw = tr.random_scene_kwargs(rng, 96, 0.2, None, (60.0, 200.0))
         kw = tr.modality_scene_kwargs(kind, kw, rng)
         kw["crystal"] = tr._perovskite(rng)
+        kw.update(label_min_snr=None, label_resolved_only=False)  # the weight policy alone
         s = sim.simulate(**kw)
-        heavy = tr.heavy_column_labels(s, kw)
+        heavy, unseen = tr.heavy_column_labels(s, kw)
+        assert len(unseen) == 0
         assert 0 < len(heavy) < len(s.positions_rc)
         # a subset at identical positions: exactly the columns that are not pure O
         from scipy.spatial import cKDTree

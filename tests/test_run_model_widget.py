@@ -196,6 +196,9 @@ def test_contrast_selector_reaches_the_model_and_its_decision_is_shown_and_kept(
         assert requested[-1] == choice
         assert layer.metadata["contrast_used"] == expected and layer.metadata["contrast"] == choice
         assert f"columns: {expected}" in widget.status.value
+        if choice == "auto":  # who decided: our model's vote, or the image's skewness for the others
+            how = "by the model" if layer.metadata["contrast_from"] == "model" else "on the image"
+            assert f"columns: dark (decided {how})" in widget.status.value
 
 
 def test_light_columns_box_reaches_the_model_and_is_shown_and_kept(make_napari_viewer, qtbot, monkeypatch):

@@ -15,7 +15,8 @@ def _scene(kind, seed=0):
     rng = np.random.default_rng(seed)
     kw = tr.modality_scene_kwargs(kind, tr.random_scene_kwargs(rng, 128, 0.2, None, (60.0, 200.0)), rng)
     s = sim.simulate(**kw)
-    return kw, s, tr._modality_image(s, kind, rng)
+    image, positions, _ = tr._modality_image(s, kind, rng)
+    return kw, s, (image, positions)
 
 
 def test_abf_scenes_are_shown_bright_and_label_light_columns():

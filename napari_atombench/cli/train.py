@@ -41,6 +41,11 @@ def register(subparsers) -> None:
     parser.add_argument("--modalities", action="store_true",
                         help="v3 recipe: add ABF, iDPC-like, low-dose light-element, nanoparticle and thick-support "
                         "scenes and JPEG/low-pass/row-offset artefacts (label policy: docs/models.md)")
+    parser.add_argument("--seen-labels", action="store_true",
+                        help="label only the columns that can be seen one by one (matched-filter SNR >= 5, "
+                        "resolved from their neighbours) and leave the pixels around the others out of the loss "
+                        "(the recipe of the v4 experiment, docs/models-ours.md); default: every column the "
+                        "contrast-weight policy counts")
     parser.add_argument("--pool-workers", type=integer(1), default=1,
                         help="processes generating the --modalities pool (same pool for any number)")
     parser.add_argument("--export-weights", type=output_file, help="also write fp16 weights + JSON record here")
@@ -70,7 +75,7 @@ def run_train(args) -> int:
         native_pixel_size_A=tuple(args.native_pixel_size) if args.native_pixel_size else None,
         normalize_window_px=args.normalize_window,
         resolution_pm=tuple(args.resolution_pm) if args.resolution_pm else None,
-        modalities=args.modalities, pool_workers=args.pool_workers,
+        modalities=args.modalities, seen_labels=args.seen_labels, pool_workers=args.pool_workers,
         init_weights=str(args.init_weights) if args.init_weights else None,
     )
     summary = train(config, args.out, resume=args.resume, log=lambda m: print(m, flush=True))

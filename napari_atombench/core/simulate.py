@@ -51,6 +51,7 @@ from .crystals import (
 )
 from .crystals import _specimen
 from .column_kernels import KernelOptions, probe_fwhm_A, render_kernel_image
+from .detectability import recorded_column_snr, unresolved
 from .image_formation import FWHM_PER_SIGMA, _scan_distortion, _smooth_noise, render_columns
 
 __all__ = [
@@ -92,6 +93,12 @@ class SimulatedImage:
     weights : ndarray of float64, shape (N,)
         Relative intensity of each labelled column (brightest column of the
         scene = 1).
+    unseen_rc : ndarray of float64, shape (M, 2)
+        Columns bright enough to be labelled by ``label_min_weight`` that cannot
+        be seen one by one: below ``label_min_snr``, or (``label_resolved_only``)
+        closer to another such column than Sparrow's limit. Real columns, so a
+        detection on one is neither a hit nor a false positive. Empty without
+        those options.
     """
 
     image: np.ndarray
@@ -101,6 +108,7 @@ class SimulatedImage:
     clean: np.ndarray
     parameters: dict
     weights: np.ndarray | None = None
+    unseen_rc: np.ndarray | None = None
 
 
 # ----------------------------------------------------------------------------- knobs
@@ -143,6 +151,8 @@ def simulate(
     mode: str = "haadf",
     species: Iterable[str] | None = None,
     label_min_weight: float = 0.1,
+    label_min_snr: float | None = None,
+    label_resolved_only: bool = False,
     rotation_deg: float = 0.0,
     origin_rc: tuple[float, float] | None = None,
     vacancy_fraction: float = 0.0,
@@ -214,6 +224,17 @@ def simulate(
     label_min_weight : float
         Columns dimmer than this fraction of the brightest column type are
         rendered but not labelled (e.g. O columns in HAADF).
+    label_min_snr : float, optional
+        Also leave unlabelled the columns whose matched-filter signal-to-noise
+        ratio in this image (:func:`.detectability.column_snr`: shot, read and
+        added noise and the support's texture) is below this (Rose's criterion:
+        :data:`.detectability.ROSE_SNR` = 5); they are returned as ``unseen_rc``.
+        Gaussian image formation only.
+    label_resolved_only : bool
+        Also leave unlabelled (``unseen_rc``) the columns closer to another
+        labelled-by-weight column than Sparrow's limit for two Gaussian probe
+        images (2 sigma = 0.85 FWHM), where the pair shows a single maximum.
+        Gaussian image formation only.
     rotation_deg : float
         In-plane rotation of the crystal.
     origin_rc : (row, col), optional
@@ -265,6 +286,9 @@ def simulate(
         raise ValueError(f"mode must be 'haadf' or 'abf', not {mode!r}")
     library = _kernel_library(image_formation, kernels, resolution_pm=resolution_pm, z_exponent=z_exponent,
                               mode=mode)
+    if library is not None and (label_min_snr is not None or label_resolved_only):
+        raise ValueError("label_min_snr and label_resolved_only apply only with image_formation='gaussian' "
+                         "(kernel scenes label by peak contrast)")
     if library is not None:
         kernels = kernels or KernelOptions()
     parameters = dict(locals())
@@ -298,9 +322,9 @@ def simulate(
         signal, relative = _kernel_scene(shape, positions, names, library, kernels, pixel_size_A,
                                          substitution_weight=substitution_weight, label_min_weight=label_min_weight,
                                          dx=dx, dy=dy)
-    clean = _clean_image(signal, pixel_size_A, rng, contrast=contrast, background=background,
-                         background_gradient=background_gradient, gradient_angle_deg=gradient_angle_deg,
-                         amorphous=amorphous, mode=mode)
+    clean, texture = _clean_image(signal, pixel_size_A, rng, contrast=contrast, background=background,
+                                  background_gradient=background_gradient, gradient_angle_deg=gradient_angle_deg,
+                                  amorphous=amorphous, mode=mode)
     clean, image = _record(clean, pixel_size_A, rng, dose_e_per_A2=dose_e_per_A2, psnr_db=psnr_db,
                            read_noise=read_noise)
     rows, cols = shape
@@ -309,6 +333,14 @@ def simulate(
         & (apparent[:, 0] >= 0) & (apparent[:, 0] <= rows - 1)
         & (apparent[:, 1] >= 0) & (apparent[:, 1] <= cols - 1)
     )  # fmt: skip
+    unseen = np.zeros(len(labelled), dtype=bool)
+    if label_min_snr is not None:
+        noise = dict(dose_e_per_A2=dose_e_per_A2, psnr_db=psnr_db, read_noise=read_noise)
+        snr = recorded_column_snr(clean, texture, apparent, contrast * relative, sigma_px, pixel_size_A, **noise)
+        unseen |= labelled & (snr < label_min_snr)
+    if label_resolved_only:
+        unseen |= labelled & unresolved(apparent, relative >= label_min_weight, sigma_px)
+    labelled &= ~unseen
     order = np.lexsort((apparent[labelled, 1], apparent[labelled, 0]))
     return SimulatedImage(
         image=image.astype(np.float32),
@@ -318,6 +350,7 @@ def simulate(
         clean=clean.astype(np.float32),
         parameters=parameters,
         weights=relative[labelled][order],
+        unseen_rc=apparent[unseen],
     )
 
 
@@ -359,8 +392,9 @@ def _kernel_scene(shape, positions, names, library, kernels, pixel_size_A, *, su
 
 
 def _clean_image(signal, pixel_size_A, rng, *, contrast, background, background_gradient, gradient_angle_deg,
-                 amorphous, mode) -> np.ndarray:
-    """The noise-free image in relative units: background (with its ramp), columns, amorphous support."""
+                 amorphous, mode) -> tuple[np.ndarray, np.ndarray | None]:
+    """(the noise-free image in relative units: background with its ramp, columns, amorphous support;
+    the support's texture alone, None without one)."""
     rows, cols = signal.shape
     ramp = 0.0
     if background_gradient:
@@ -371,10 +405,12 @@ def _clean_image(signal, pixel_size_A, rng, *, contrast, background, background_
         )[:, None]
     level = background * (1.0 + background_gradient * ramp)
     signal = contrast * signal.astype(np.float64)
+    texture = None
     if amorphous > 0:
-        signal = signal + amorphous * np.abs(_smooth_noise(signal.shape, 0.7 / pixel_size_A, rng))
+        texture = amorphous * np.abs(_smooth_noise(signal.shape, 0.7 / pixel_size_A, rng))
+        signal = signal + texture
     clean = level + signal if mode == "haadf" else level + contrast - signal
-    return np.clip(clean, 0.0, None)
+    return np.clip(clean, 0.0, None), texture
 
 
 def _record(clean, pixel_size_A, rng, *, dose_e_per_A2, psnr_db, read_noise) -> tuple[np.ndarray, np.ndarray]:

@@ -142,7 +142,17 @@ class AtomBenchLocator:
         image = as_image_2d(image, name="image")
         contrast = self.contrast if contrast is None else check_contrast(contrast)
         sep = estimate_separation_px(image) if contrast == "auto" else None
-        return apply_contrast(image, contrast, sep)
+        return apply_contrast(image, contrast, sep, vote=self.decisiveness)
+
+    def decisiveness(self, bright: np.ndarray) -> float:
+        """:func:`~napari_atombench.models.sampling.map_decisiveness` of this model's heatmap on the
+        central crop of ``bright`` (an image with bright columns, at this model's sampling): the
+        model's vote in ``contrast="auto"``."""
+        from ..core.peaks import central_crop
+        from .sampling import POLARITY_VOTE_SIDE_PX, map_decisiveness
+
+        crop = central_crop(np.asarray(bright, dtype=np.float32), POLARITY_VOTE_SIDE_PX, min_side_px=1)
+        return map_decisiveness(self._heatmap(crop), self.threshold)
 
     def _forward(self, x: np.ndarray, window=None) -> np.ndarray:
         """(h, w) -> (1, h, w) heatmap; h and w multiples of the network's downsampling."""

@@ -54,10 +54,12 @@ class SamplingAwareLocator:
         families' ``rescale``: > 1 enlarges the image the network sees).
     contrast : {"auto", "bright", "dark"}
         Column polarity: "dark" (annular bright field) images are mirrored in
-        their range before the model; "auto" decides per image with
-        :func:`napari_atombench.core.contrast.estimate_polarity` and records the
-        decision in the result's metadata (``contrast_used``, ``contrast_skewness``,
-        ``contrast_confident``). ``locate(..., contrast=...)`` overrides it per call.
+        their range before the model; "auto" decides per image (:func:`apply_contrast`:
+        the inner model's vote when it has a ``decisiveness`` method, else or on a tie
+        :func:`napari_atombench.core.contrast.estimate_polarity`) and records the
+        decision in the result's metadata (``contrast_used``, ``contrast_from``,
+        ``contrast_decisiveness``, ``contrast_skewness``, ``contrast_confident``).
+        ``locate(..., contrast=...)`` overrides it per call.
     """
 
     def __init__(self, inner, trained_pixel_size_A: float | None, trained_separation_px: float | None, *,
@@ -107,7 +109,7 @@ class SamplingAwareLocator:
         meta.update(_sampling_disagreement(sep, zoom, how, self.trained_separation_px))
         # the polarity band-pass needs the lattice scale: the image's own, else the trained one mapped back
         trained_sep = self.trained_separation_px / zoom if self.trained_separation_px else None
-        bright, contrast_meta = apply_contrast(image, contrast, sep or trained_sep)
+        bright, contrast_meta = apply_contrast(image, contrast, sep or trained_sep, vote=self._polarity_vote(zoom))
         meta.update(contrast_meta)
         shape = tuple(max(16, int(round(s * zoom))) for s in image.shape)
         if max(shape) > self.max_side_px:
@@ -116,6 +118,20 @@ class SamplingAwareLocator:
                 f"{shape}: too large (check the pixel size)"
             )
         return image, resample(bright, shape), zoom, how, meta
+
+    def _polarity_vote(self, zoom: float):
+        """The inner model's :func:`apply_contrast` vote on the central crop, at its own sampling (None
+        when the inner locator does not vote)."""
+        if not hasattr(self.inner, "decisiveness"):
+            return None
+        from ..core.peaks import central_crop
+
+        def vote(bright: np.ndarray) -> float:
+            crop = central_crop(bright, POLARITY_VOTE_SIDE_PX / zoom, min_side_px=1)
+            shape = tuple(max(16, int(round(s * zoom))) for s in crop.shape)
+            return self.inner.decisiveness(resample(crop, shape))
+
+        return vote
 
     def predict_map(self, image, *, pixel_size_A=None, contrast: str | None = None, progress=None,
                     cancelled=None) -> np.ndarray:
@@ -148,12 +164,38 @@ class SamplingAwareLocator:
         return LocateResult(positions_rc=positions, probability_map=prob, metadata=meta)
 
 
-def apply_contrast(image: np.ndarray, contrast: str, separation_px: float | None) -> tuple[np.ndarray, dict]:
+#: side (px, at the model's sampling) of the central crop a model votes on the polarity with
+POLARITY_VOTE_SIDE_PX = 256
+#: a model's vote counts when the more decisive polarity reaches this decisiveness (below it
+#: the model sees few columns either way: sparse atoms, a crop of vacuum)
+MIN_VOTE_DECISIVENESS = 0.1
+#: heatmap level from which a pixel counts as "undecided" (below the model's threshold)
+UNDECIDED_MAP_LEVEL = 0.2
+
+
+def map_decisiveness(prob: np.ndarray, threshold: float) -> float:
+    """Pixels of a column heatmap at or above ``threshold`` per pixel between
+    :data:`UNDECIDED_MAP_LEVEL` and it: high when the model sees sharp columns, low when
+    it half-sees structure everywhere (as on the wrong polarity)."""
+    prob = np.asarray(prob)
+    decided = int(np.count_nonzero(prob >= threshold))
+    undecided = int(np.count_nonzero((prob >= UNDECIDED_MAP_LEVEL) & (prob < threshold)))
+    return decided / max(undecided, 1)
+
+
+def apply_contrast(image: np.ndarray, contrast: str, separation_px: float | None, vote=None) -> tuple[np.ndarray, dict]:
     """``image`` with bright columns, and metadata saying what was decided.
 
-    ``contrast`` "bright" or "dark" is applied as given; "auto" is decided by
+    ``contrast`` "bright" or "dark" is applied as given. "auto" is decided by the
+    model when one is given as ``vote`` (a function of a bright-column image returning
+    its :func:`map_decisiveness`): the polarity whose image the model finds more
+    decisive, when that reaches :data:`MIN_VOTE_DECISIVENESS`. Otherwise -- no model,
+    a tie, or a model that sees too little either way -- by
     :func:`napari_atombench.core.contrast.estimate_polarity` at ``separation_px``
-    (bright, with a warning, when the image does not tell).
+    (bright, with a warning, when the image does not tell). The
+    skewness is ambiguous on honeycomb lattices whose bonds are barely resolved
+    (graphene and hBN at low dose; WS2 in ABF), where the holes are the compact
+    features; the model, trained on both, is not.
     """
     from ..core.contrast import check_contrast, estimate_polarity, to_bright
 
@@ -163,12 +205,19 @@ def apply_contrast(image: np.ndarray, contrast: str, separation_px: float | None
             raise ValueError("contrast='auto' needs the column separation (none could be estimated): "
                              "pass contrast='bright' or 'dark'")
         polarity = estimate_polarity(image, separation_px)
-        meta.update(polarity.as_metadata())
-        if not polarity.confident:
+        meta.update(polarity.as_metadata(), contrast_from="skewness")
+        contrast = polarity.contrast
+        if vote is not None:
+            scores = {c: float(vote(to_bright(image, c))) for c in ("bright", "dark")}
+            meta["contrast_decisiveness"] = {c: round(v, 4) for c, v in scores.items()}
+            best, other = sorted(scores, key=scores.get, reverse=True)
+            if scores[best] >= MIN_VOTE_DECISIVENESS and scores[best] > scores[other]:
+                contrast = best
+                meta.update(contrast_used=best, contrast_confident=True, contrast_from="model")
+        if not meta["contrast_confident"]:
             warnings.warn(f"contrast='auto' could not tell bright from dark columns (skewness "
                           f"{polarity.skewness:+.2f}); assuming bright columns, pass contrast='dark' for ABF/BF",
                           stacklevel=3)
-        contrast = polarity.contrast
     else:
         meta["contrast_used"] = contrast
     return to_bright(image, contrast), meta

@@ -78,6 +78,11 @@ class TrainConfig:
     #: add the v3 modality scenes (:data:`MODALITY_KINDS`) and image-processing
     #: artefacts (JPEG, low-pass, row offsets); False: the v2 recipe
     modalities: bool = False
+    #: label only the columns that can be seen one by one in their image (matched-filter
+    #: SNR >= :data:`LABEL_MIN_SNR`, outside Sparrow's limit of a neighbour) and leave the
+    #: pixels around the others out of the loss; False: every column the contrast-weight
+    #: policy counts (the recipe of the shipped v3 weights)
+    seen_labels: bool = False
     #: processes generating the pool; with ``modalities`` the pool is made of
     #: :data:`POOL_CHUNK` scene chunks seeded from ``seed`` and the chunk index, so
     #: it is the same for any number of workers
@@ -160,6 +165,15 @@ def _logits(net, x):
 
 
 # --------------------------------------------------------------------------- training
+
+
+def weighted_loss(loss_fn, logits, y):
+    """Mean of ``loss_fn`` weighted 1 + 9 × target (columns count more than background), 0 where the
+    target is :data:`~napari_atombench.models.train_data.IGNORED_TARGET` (around unseen columns)."""
+    import torch
+
+    weight = torch.where(y < 0, 0.0, 1.0 + 9.0 * y)
+    return (loss_fn(logits, y.clamp(min=0.0)) * weight).mean()
 
 
 def learning_rate(peak: float, progress: float, warmup: float = 0.05) -> float:
@@ -272,7 +286,8 @@ def _training_pool(config: TrainConfig, recipe: dict, log: Callable[[str], None]
     """The run's scene pool: images, targets, nearest-neighbour separations, light-columns flags."""
     t_pool = time.perf_counter()
     pool_kwargs = dict(target=recipe["target"], target_px=recipe["target_px"], pixel_size_A=config.trained_pixel_size_A,
-                       native_pixel_size_A=config.native_pixel_size_A, resolution_pm=config.resolution_pm)
+                       native_pixel_size_A=config.native_pixel_size_A, resolution_pm=config.resolution_pm,
+                       seen_labels=config.seen_labels)
     if config.modalities:
         pool = make_pool_chunked(config.pool_size, config.crop_px, seed=config.seed,
                                  workers=config.pool_workers, modalities=True, **pool_kwargs)
@@ -326,8 +341,7 @@ def _train_loop(config, recipe, net, opt, run, pool, device, out, log, cancelled
         x = input_planes(torch.from_numpy(normalise(xb, recipe["norm"]))[:, None], in_channels,
                          torch.from_numpy(light[idx])).to(device)
         y = torch.from_numpy(yb)[:, None].to(device)
-        weight = 1.0 + 9.0 * y
-        loss = (loss_fn(_logits(net, x), y) * weight).mean()
+        loss = weighted_loss(loss_fn, _logits(net, x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from ..core import simulate as sim
+from ..core.detectability import ROSE_SNR
 from ..core.match import nearest_neighbour_distances_px
 
 #: Å per pixel of every training image (± the random sampling jitter)
@@ -30,6 +31,17 @@ POOL_CHUNK = 250
 #: columns closer than this many probe FWHMs are not resolvable (Sparrow-like limit
 #: for two equal Gaussians is 0.85 FWHM; 1/1.1 leaves a small margin of merged pairs)
 RESOLVABLE_SEPARATION_FWHM = 1.1
+
+#: "seen" label policy (``seen_labels``; validation's default): a column the labels would
+#: count is labelled only where it can be seen on its own in that image -- matched-filter
+#: SNR >= Rose's 5 (shot, read noise and the support's texture;
+#: :mod:`napari_atombench.core.detectability`) and no other column within Sparrow's limit
+#: (``label_resolved_only``). The others are real but unseen: their pixels are left out of
+#: the training loss (:data:`IGNORED_TARGET`) and a detection on one is neither a hit nor
+#: a false positive in validation
+LABEL_MIN_SNR = ROSE_SNR
+#: target value of pixels the loss ignores (around an unseen column)
+IGNORED_TARGET = -1.0
 
 
 # ------------------------------------------------------------------------- scenes
@@ -49,13 +61,14 @@ def _perovskite(rng: np.random.Generator) -> sim.Crystal:
 
 def random_scene_kwargs(rng: np.random.Generator, crop_px: int, pixel_size_A: float,
                         native_pixel_size_A: tuple[float, float] | None = None,
-                        resolution_pm: tuple[float, float] | None = None) -> dict:
+                        resolution_pm: tuple[float, float] | None = None, seen_labels: bool = False) -> dict:
     """Random :func:`~napari_atombench.core.simulate.simulate` keyword arguments.
 
     With ``native_pixel_size_A`` the scene is drawn at a native pixel size in that range
     and a side that covers the field of view of a ``crop_px`` crop at ``pixel_size_A``.
     With ``resolution_pm`` the probe FWHM is log-uniform in that range (else uniform
-    60–125 pm).
+    60–125 pm). ``seen_labels``: the "seen" label policy (:data:`LABEL_MIN_SNR`); the
+    random draws are the same either way.
     """
     if native_pixel_size_A is None:
         px = pixel_size_A * math.exp(rng.uniform(math.log(0.8), math.log(1.25)))
@@ -90,6 +103,8 @@ def random_scene_kwargs(rng: np.random.Generator, crop_px: int, pixel_size_A: fl
         substitution_weight=float(rng.choice([0.6, 1.5])),
         amorphous=rng.uniform(0, 0.3) if rng.random() < 0.3 else 0.0,
         label_min_weight=0.1,
+        label_min_snr=LABEL_MIN_SNR if seen_labels else None,
+        label_resolved_only=seen_labels,
         seed=int(rng.integers(2**31)),
     )
     if kind == "perovskite":
@@ -218,6 +233,20 @@ def make_target(positions_rc: np.ndarray, shape: tuple[int, int], kind: str, siz
     raise ValueError(f"unknown target kind {kind!r}")
 
 
+def ignore_unseen_columns(target: np.ndarray, unseen_rc: np.ndarray, kind: str, size_px: float) -> np.ndarray:
+    """``target`` with :data:`IGNORED_TARGET` where an unseen column's own target
+    (:func:`make_target`) is above 0.05 and no labelled column's is."""
+    if len(unseen_rc) == 0:
+        return target
+    around = make_target(unseen_rc, target.shape, kind, size_px) > 0.05
+    return np.where(around & (target < 0.05), IGNORED_TARGET, target).astype(target.dtype)
+
+
+def counted_columns(s) -> np.ndarray:
+    """Every column of scene ``s`` that its weight policy counts: labelled or unseen."""
+    return s.positions_rc if s.unseen_rc is None else np.vstack([s.positions_rc, s.unseen_rc])
+
+
 def resolvable_resolution_pm(positions_rc: np.ndarray, pixel_size_A: float, resolution_pm: float,
                              floor_pm: float = 0.0) -> float:
     """``resolution_pm`` capped at :data:`RESOLVABLE_SEPARATION_FWHM` × the closest
@@ -230,19 +259,26 @@ def resolvable_resolution_pm(positions_rc: np.ndarray, pixel_size_A: float, reso
     return float(max(min(resolution_pm, limit_pm), floor_pm))
 
 
-def heavy_column_labels(s, kwargs: dict) -> np.ndarray:
-    """The labelled columns of scene ``s`` (simulated with ``kwargs``, its probe possibly
-    capped since) under the HAADF policy: the same scene (same seed) rendered as HAADF
-    (Z^1.7) labels a subset of its columns at identical positions."""
+def heavy_column_labels(s, kwargs: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(labelled, unseen) columns of scene ``s`` (simulated with ``kwargs``, its probe
+    possibly capped since) under the HAADF policy: the same scene (same seed) rendered as
+    HAADF (Z^1.7) says which columns count, at identical positions; of those, the ones
+    ``s`` itself labels are labelled and the ones unseen in ``s`` are unseen."""
     haadf = sim.simulate(**{**kwargs, "resolution_pm": s.parameters["resolution_pm"], "z_exponent": 1.7,
-                            "mode": "haadf"})
-    return haadf.positions_rc
+                            "mode": "haadf", "label_min_snr": None, "label_resolved_only": False})
+    heavy = {tuple(p) for p in haadf.positions_rc.tolist()}
+
+    def kept(points: np.ndarray | None) -> np.ndarray:
+        points = np.zeros((0, 2)) if points is None else points
+        return points[np.array([tuple(p) in heavy for p in points.tolist()], dtype=bool)].reshape(-1, 2)
+
+    return kept(s.positions_rc), kept(s.unseen_rc)
 
 
 def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
               pixel_size_A: float = TRAINED_PIXEL_SIZE_A, native_pixel_size_A: tuple[float, float] | None = None,
               resolution_pm: tuple[float, float] | None = None, modalities: bool = False,
-              progress: Callable[[int, int], None] | None = None):
+              seen_labels: bool = False, progress: Callable[[int, int], None] | None = None):
     """``n`` random scenes: images (n, crop, crop) float32, targets (n, crop, crop)
     float16, the median nearest-neighbour separation (px) of each scene's labelled
     columns (n,) (NaN with fewer than 3), and each scene's ``light_columns`` input (n,)
@@ -255,7 +291,9 @@ def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
     at :data:`RESOLVABLE_SEPARATION_FWHM` × their closest separation (5th percentile).
     With ``modalities`` a share of the scenes are :data:`MODALITY_KINDS` and each scene
     gets a ``light_columns`` flag (:data:`LIGHT_COLUMNS_SHARE`); ABF and iDPC scenes with
-    flag 0 are labelled by :func:`heavy_column_labels`.
+    flag 0 are labelled by :func:`heavy_column_labels`. With ``seen_labels`` the "seen"
+    label policy (:data:`LABEL_MIN_SNR`): targets are :data:`IGNORED_TARGET` around unseen
+    columns, and thick-support scenes keep their broad probes (merged pairs are unseen).
     """
     from ._pipeline import positions_to_frame
     from .sampling import resample
@@ -269,28 +307,30 @@ def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
     light = np.zeros(n, np.float32)
     separations = []
     for k in range(n):
-        kwargs = random_scene_kwargs(rng, crop_px, pixel_size_A, native_pixel_size_A, resolution_pm)
+        kwargs = random_scene_kwargs(rng, crop_px, pixel_size_A, native_pixel_size_A, resolution_pm, seen_labels)
         modality = None
         if modalities and rng.random() < shares.sum():
             modality = str(rng.choice(names, p=shares / shares.sum()))
             kwargs = modality_scene_kwargs(modality, kwargs, rng)
         s = sim.simulate(**kwargs)
-        if resolution_pm is not None:
-            capped = resolvable_resolution_pm(s.positions_rc, s.pixel_size_A, kwargs["resolution_pm"], resolution_pm[0])
+        if resolution_pm is not None and not (seen_labels and modality == "thick_support"):  # merged pairs unseen
+            capped = resolvable_resolution_pm(counted_columns(s), s.pixel_size_A, kwargs["resolution_pm"], resolution_pm[0])
             if capped < kwargs["resolution_pm"]:
                 s = sim.simulate(**{**kwargs, "resolution_pm": capped})
-        image, positions = _modality_image(s, modality, rng)
+        image, positions, unseen = _modality_image(s, modality, rng)
         if modalities:
             share = LIGHT_COLUMNS_SHARE["light_modalities" if modality in LIGHT_MODALITIES else "other"]
             light[k] = float(rng.random() < share)
             if modality in LIGHT_MODALITIES and not light[k]:  # ABF/iDPC keep positions: no mask
-                positions = heavy_column_labels(s, kwargs)
+                positions, unseen = heavy_column_labels(s, kwargs)
         if image.shape != (crop_px, crop_px):
             native_shape = image.shape
             image = resample(image, (crop_px, crop_px))
             positions = positions_to_frame(positions, native_shape, image.shape)
+            unseen = positions_to_frame(unseen, native_shape, image.shape)
         images[k] = image
-        targets[k] = make_target(positions, image.shape, target, target_px)
+        targets[k] = ignore_unseen_columns(make_target(positions, image.shape, target, target_px), unseen, target,
+                                          target_px)
         separations.append(float(np.median(nearest_neighbour_distances_px(positions))) if len(positions) > 2
                            else np.nan)
         if progress is not None and (k + 1) % 50 == 0:
@@ -298,9 +338,10 @@ def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
     return images, targets, np.array(separations), light
 
 
-def _modality_image(s, modality: str | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The image the network is shown and its labels, for a scene of ``modality``."""
+def _modality_image(s, modality: str | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The image the network is shown, its labels and its unseen columns, for a scene of ``modality``."""
     image, positions = s.image.astype(np.float32), s.positions_rc
+    unseen = np.zeros((0, 2)) if s.unseen_rc is None else s.unseen_rc
     if modality == "abf":
         from ..core.contrast import to_bright
 
@@ -312,9 +353,15 @@ def _modality_image(s, modality: str | None, rng: np.random.Generator) -> tuple[
         noise = float(np.std(image - gaussian_filter(image, 1.0)))
         vacuum = float(np.percentile(image, 1)) + rng.normal(0.0, 0.7 * noise + 1e-6, image.shape)
         image = (soft * image + (1.0 - soft) * vacuum).astype(np.float32)
-        idx = np.clip(np.round(positions).astype(int), 0, np.array(image.shape) - 1)
-        positions = positions[hard[idx[:, 0], idx[:, 1]]] if len(positions) else positions
-    return image, positions
+        positions, unseen = _inside(positions, hard), _inside(unseen, hard)
+    return image, positions, unseen
+
+
+def _inside(positions_rc: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    if not len(positions_rc):
+        return positions_rc
+    idx = np.clip(np.round(positions_rc).astype(int), 0, np.array(mask.shape) - 1)
+    return positions_rc[mask[idx[:, 0], idx[:, 1]]]
 
 
 def processing_artefacts(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:

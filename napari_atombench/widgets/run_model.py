@@ -44,7 +44,9 @@ def _contrast_note(meta: dict) -> str:
     used = meta.get("contrast_used")
     if used is None:
         return ""
-    how = "decided on the image" if meta.get("contrast") == "auto" else "as chosen"
+    how = "as chosen"
+    if meta.get("contrast") == "auto":  # the model's vote, or the image's skewness where the vote is a tie
+        how = "decided by the model" if meta.get("contrast_from") == "model" else "decided on the image"
     counted = "; light columns counted too" if meta.get("light_columns") else ""
     return f"; columns: {used} ({how}){counted}"
 
