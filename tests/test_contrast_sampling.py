@@ -121,6 +121,7 @@ def test_polarity_vote_rules():
     for votes, used, source in (({"bright": 0.2, "dark": 0.4}, "dark", "model"),
                                 ({"bright": 0.4, "dark": 0.2}, "bright", "model"),
                                 ({"bright": 0.3, "dark": 0.3}, "bright", "skewness"),  # a tie
+                                ({"bright": 0.3, "dark": 0.303}, "dark", "model"),  # a near-tie beats a confident skewness
                                 ({"bright": 0.01, "dark": MIN_VOTE_DECISIVENESS / 2}, "bright", "skewness")):
         mean = float(s.image.mean())
         # the vote sees the candidate bright-column image: tell the two apart by their mean
@@ -128,6 +129,13 @@ def test_polarity_vote_rules():
                                      vote=lambda b: votes["bright" if abs(float(b.mean()) - mean) < 1e-3 else "dark"])
         assert meta["contrast_used"] == used and meta["contrast_from"] == source, votes
         np.testing.assert_array_equal(image, to_bright(s.image, used))
+    # where the skewness cannot tell either, a near-tie is no vote: bright, with a warning
+    noise = np.random.default_rng(0).normal(10.0, 1.0, (128, 128))
+    with pytest.warns(UserWarning, match="could not tell"):
+        _, meta = apply_contrast(noise, "auto", 10.0, vote=lambda b: 0.3 if float(b[0, 0]) == noise[0, 0] else 0.303)
+    assert meta["contrast_used"] == "bright" and meta["contrast_from"] == "skewness"
+    _, meta = apply_contrast(noise, "auto", 10.0, vote=lambda b: 0.3 if float(b[0, 0]) == noise[0, 0] else 0.4)
+    assert meta["contrast_used"] == "dark" and meta["contrast_from"] == "model"
     # decided pixels (>= threshold) per undecided one (0.2 <= p < threshold)
     assert map_decisiveness(np.array([0.9, 0.7, 0.5, 0.3, 0.1]), 0.6) == pytest.approx(1.0)
     assert map_decisiveness(np.zeros(9), 0.6) == 0.0

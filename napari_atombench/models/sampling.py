@@ -169,6 +169,10 @@ POLARITY_VOTE_SIDE_PX = 256
 #: a model's vote counts when the more decisive polarity reaches this decisiveness (below it
 #: the model sees few columns either way: sparse atoms, a crop of vacuum)
 MIN_VOTE_DECISIVENESS = 0.1
+#: a vote within this fraction is a near-tie: it overrules a confident skewness (a confident
+#: skewness against the model is the honeycomb case where the skewness reads holes as
+#: columns) but not an unconfident one (then neither can tell: bright, with a warning)
+POLARITY_TIE_MARGIN = 0.02
 #: heatmap level from which a pixel counts as "undecided" (below the model's threshold)
 UNDECIDED_MAP_LEVEL = 0.2
 
@@ -189,8 +193,9 @@ def apply_contrast(image: np.ndarray, contrast: str, separation_px: float | None
     ``contrast`` "bright" or "dark" is applied as given. "auto" is decided by the
     model when one is given as ``vote`` (a function of a bright-column image returning
     its :func:`map_decisiveness`): the polarity whose image the model finds more
-    decisive, when that reaches :data:`MIN_VOTE_DECISIVENESS`. Otherwise -- no model,
-    a tie, or a model that sees too little either way -- by
+    decisive, when that reaches :data:`MIN_VOTE_DECISIVENESS` (a near-tie,
+    :data:`POLARITY_TIE_MARGIN`, only against a confident skewness). Otherwise -- no
+    model, a tie, or a model that sees too little either way -- by
     :func:`napari_atombench.core.contrast.estimate_polarity` at ``separation_px``
     (bright, with a warning, when the image does not tell). The
     skewness is ambiguous on honeycomb lattices whose bonds are barely resolved
@@ -211,7 +216,8 @@ def apply_contrast(image: np.ndarray, contrast: str, separation_px: float | None
             scores = {c: float(vote(to_bright(image, c))) for c in ("bright", "dark")}
             meta["contrast_decisiveness"] = {c: round(v, 4) for c, v in scores.items()}
             best, other = sorted(scores, key=scores.get, reverse=True)
-            if scores[best] >= MIN_VOTE_DECISIVENESS and scores[best] > scores[other]:
+            clear = scores[best] > (1.0 + POLARITY_TIE_MARGIN) * scores[other]
+            if scores[best] >= MIN_VOTE_DECISIVENESS and scores[best] > scores[other] and (clear or polarity.confident):
                 contrast = best
                 meta.update(contrast_used=best, contrast_confident=True, contrast_from="model")
         if not meta["contrast_confident"]:
