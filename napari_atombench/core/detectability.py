@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .geometry import nearest_neighbour_distances_px
+
 __all__ = ["ROSE_SNR", "column_snr", "matched_filter", "recorded_column_snr", "unresolved"]
 
 #: Rose's criterion: an object is seen reliably at a signal-to-noise ratio of about 5
@@ -94,7 +96,7 @@ def recorded_column_snr(clean: np.ndarray, texture: np.ndarray | None, positions
     with the noise it records: ``clean`` already in recorded units (counts with a dose), ``amplitudes``
     and ``texture`` in relative units (1 = the brightest column's height)."""
     scale = 1.0 if dose_e_per_A2 is None else dose_e_per_A2 * pixel_size_A**2
-    variance = np.array(clean if dose_e_per_A2 is not None else np.zeros_like(clean), dtype=np.float64)
+    variance = np.array(clean, dtype=np.float64) if dose_e_per_A2 is not None else np.zeros(np.shape(clean))
     if psnr_db is not None:  # as the simulator adds it: sigma = peak / 10^(PSNR/20)
         variance += ((float(clean.max()) or 1.0) / 10.0 ** (psnr_db / 20.0)) ** 2
     variance += float(read_noise) ** 2
@@ -108,10 +110,6 @@ def unresolved(positions_rc: np.ndarray, counted: np.ndarray, sigma_px: float) -
     positions_rc = np.asarray(positions_rc, dtype=float).reshape(-1, 2)
     counted = np.asarray(counted, dtype=bool)
     out = np.zeros(len(positions_rc), dtype=bool)
-    if counted.sum() < 2:
-        return out
-    from scipy.spatial import cKDTree
-
-    distance, _ = cKDTree(positions_rc[counted]).query(positions_rc[counted], k=2)
-    out[counted] = distance[:, 1] < 2.0 * sigma_px
+    if counted.sum() >= 2:
+        out[counted] = nearest_neighbour_distances_px(positions_rc[counted]) < 2.0 * sigma_px
     return out

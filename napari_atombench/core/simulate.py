@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -108,7 +108,7 @@ class SimulatedImage:
     clean: np.ndarray
     parameters: dict
     weights: np.ndarray | None = None
-    unseen_rc: np.ndarray | None = None
+    unseen_rc: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
 
 
 # ----------------------------------------------------------------------------- knobs

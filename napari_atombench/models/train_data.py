@@ -244,7 +244,7 @@ def ignore_unseen_columns(target: np.ndarray, unseen_rc: np.ndarray, kind: str, 
 
 def counted_columns(s) -> np.ndarray:
     """Every column of scene ``s`` that its weight policy counts: labelled or unseen."""
-    return s.positions_rc if s.unseen_rc is None else np.vstack([s.positions_rc, s.unseen_rc])
+    return np.vstack([s.positions_rc, s.unseen_rc])
 
 
 def resolvable_resolution_pm(positions_rc: np.ndarray, pixel_size_A: float, resolution_pm: float,
@@ -268,8 +268,7 @@ def heavy_column_labels(s, kwargs: dict) -> tuple[np.ndarray, np.ndarray]:
                             "mode": "haadf", "label_min_snr": None, "label_resolved_only": False})
     heavy = {tuple(p) for p in haadf.positions_rc.tolist()}
 
-    def kept(points: np.ndarray | None) -> np.ndarray:
-        points = np.zeros((0, 2)) if points is None else points
+    def kept(points: np.ndarray) -> np.ndarray:
         return points[np.array([tuple(p) in heavy for p in points.tolist()], dtype=bool)].reshape(-1, 2)
 
     return kept(s.positions_rc), kept(s.unseen_rc)
@@ -340,8 +339,7 @@ def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
 
 def _modality_image(s, modality: str | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The image the network is shown, its labels and its unseen columns, for a scene of ``modality``."""
-    image, positions = s.image.astype(np.float32), s.positions_rc
-    unseen = np.zeros((0, 2)) if s.unseen_rc is None else s.unseen_rc
+    image, positions, unseen = s.image.astype(np.float32), s.positions_rc, s.unseen_rc
     if modality == "abf":
         from ..core.contrast import to_bright
 
