@@ -211,6 +211,10 @@ BAD_CASES: list[tuple[str, list[str]]] = [
     ("train-init-missing", TRAIN + ["--init-weights", "{d}/missing.pt"]),
     ("train-init-malicious", TRAIN + ["--init-weights", "{d}/malicious.pt"]),
     ("train-init-wrong-shape", TRAIN + ["--init-weights", "{d}/narrow_state.pt"]),
+    ("train-share-without-modalities", TRAIN + ["--modality-share", "thick_support=0.2"]),
+    ("train-share-unknown-kind", TRAIN + ["--modalities", "--modality-share", "cryo=0.2"]),
+    ("train-share-not-a-number", TRAIN + ["--modalities", "--modality-share", "thick_support=lots"]),
+    ("train-share-too-large", TRAIN + ["--modalities", "--modality-share", "thick_support=0.9"]),
     ("train-init-and-resume", TRAIN + ["--init-weights", "{d}/narrow_state.pt", "--resume", "{d}/narrow_state.pt"]),
     # benchmark
     ("benchmark-missing-dataset", ["benchmark", "{d}/missing_ds", "--model", "atombench", "--out", "{d}/b.csv"]),

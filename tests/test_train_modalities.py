@@ -79,18 +79,44 @@ def test_chunked_pool_is_the_same_for_any_number_of_workers():
     assert not np.array_equal(one[0][:8], other[0])
 
 
+def test_modality_shares_set_the_mix_of_the_pool(monkeypatch):
+    from napari_atombench.models import train_data
+
+    drawn = []
+    real = train_data.modality_scene_kwargs
+    monkeypatch.setattr(train_data, "modality_scene_kwargs", lambda kind, kw, rng: drawn.append(kind) or real(kind, kw, rng))
+    kw = dict(target="gauss", target_px=1.2, modalities=True, resolution_pm=(60.0, 200.0))
+    only_thick = {k: 0.0 for k in tr.MODALITY_KINDS} | {"thick_support": 0.9}
+    tr.make_pool(30, 32, seed=1, modality_shares=only_thick, **kw)
+    assert set(drawn) == {"thick_support"} and len(drawn) > 15  # ~27 of 30 expected, 10 % are v2 kinds
+    drawn.clear()
+    tr.make_pool(30, 32, seed=1, **kw)
+    assert len(set(drawn)) > 1
+    # the default shares make the default pool: same arrays with the defaults given explicitly
+    np.testing.assert_array_equal(tr.make_pool(6, 32, seed=2, **kw)[0],
+                                  tr.make_pool(6, 32, seed=2, modality_shares=dict(tr.MODALITY_KINDS), **kw)[0])
+    for bad, match in (({"cryo": 0.1}, "unknown modality"), ({"abf": -0.1}, "must be in"),
+                       ({"thick_support": 0.8}, "sum to")):
+        with pytest.raises(ValueError, match=match):
+            tr.make_pool(2, 32, seed=0, modality_shares=bad, **kw)
+    with pytest.raises(ValueError, match="only with modalities"):
+        tr.make_pool(2, 32, seed=0, target="gauss", target_px=1.2, modality_shares={"abf": 0.1})
+
+
 def test_quick_modalities_training_runs(tmp_path):
     pytest.importorskip("torch")
     from napari_atombench.cli import main
 
     out = tmp_path / "v3.pt"
-    assert main(["train", "atombench_unet", "--quick", "--modalities", "--device", "cpu", "--out", str(out)]) == 0
+    assert main(["train", "atombench_unet", "--quick", "--modalities", "--device", "cpu", "--out", str(out),
+                 "--modality-share", "thick_support=0.2"]) == 0
     import json
 
     import torch
 
     ckpt = torch.load(out, map_location="cpu", weights_only=True)
-    assert json.loads(ckpt["config"])["modalities"] is True
+    config = json.loads(ckpt["config"])
+    assert config["modalities"] is True and config["modality_shares"] == {"thick_support": 0.2}
 
 
 def test_training_can_start_from_weights(tmp_path):

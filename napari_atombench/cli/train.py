@@ -46,6 +46,9 @@ def register(subparsers) -> None:
                         "resolved from their neighbours) and leave the pixels around the others out of the loss "
                         "(the recipe of the v4 experiment, docs/models-ours.md); default: every column the "
                         "contrast-weight policy counts")
+    parser.add_argument("--modality-share", action="append", metavar="KIND=SHARE", default=[],
+                        help="with --modalities: share of the pool for one modality kind (abf, idpc, light_lowdose, "
+                        "nanoparticle, thick_support), e.g. thick_support=0.2; repeatable")
     parser.add_argument("--pool-workers", type=integer(1), default=1,
                         help="processes generating the --modalities pool (same pool for any number)")
     parser.add_argument("--export-weights", type=output_file, help="also write fp16 weights + JSON record here")
@@ -65,6 +68,7 @@ def run_train(args) -> int:
     check_input_file("--init-weights", args.init_weights)
     if args.resume is not None and args.init_weights is not None:
         raise UserError("--init-weights and --resume: a resumed run already has its weights; give one")
+    shares = _modality_shares(args.modality_share, args.modalities)
     if args.quick:
         args.steps, args.crop, args.pool_size, args.batch_size = min(args.steps, 5), 32, 4, 2
     config = TrainConfig(
@@ -75,7 +79,8 @@ def run_train(args) -> int:
         native_pixel_size_A=tuple(args.native_pixel_size) if args.native_pixel_size else None,
         normalize_window_px=args.normalize_window,
         resolution_pm=tuple(args.resolution_pm) if args.resolution_pm else None,
-        modalities=args.modalities, seen_labels=args.seen_labels, pool_workers=args.pool_workers,
+        modalities=args.modalities, seen_labels=args.seen_labels, modality_shares=shares,
+        pool_workers=args.pool_workers,
         init_weights=str(args.init_weights) if args.init_weights else None,
     )
     summary = train(config, args.out, resume=args.resume, log=lambda m: print(m, flush=True))
@@ -83,3 +88,27 @@ def run_train(args) -> int:
         export_weights(args.out, args.export_weights, card={"command": "atombench " + " ".join(sys.argv[1:])})
     print(f"checkpoint {summary['checkpoint']} at step {summary['step']} ({summary['wall_s']:.0f} s)")
     return 0
+
+
+def _modality_shares(items: list[str], modalities: bool) -> dict[str, float] | None:
+    """``--modality-share KIND=SHARE`` options as a dict, checked (UserError naming the option)."""
+    from ..models.train_data import modality_shares_checked
+
+    if not items:
+        return None
+    if not modalities:
+        raise UserError("--modality-share applies only with --modalities")
+    shares = {}
+    for item in items:
+        kind, sep, value = item.partition("=")
+        try:
+            shares[kind.strip()] = float(value) if sep else float("nan")
+        except ValueError:
+            shares[kind.strip()] = float("nan")
+        if shares[kind.strip()] != shares[kind.strip()]:
+            raise UserError(f"--modality-share {item!r}: give KIND=SHARE, e.g. thick_support=0.2")
+    try:
+        modality_shares_checked(shares)
+    except ValueError as exc:
+        raise UserError(f"--modality-share: {exc}") from None
+    return shares

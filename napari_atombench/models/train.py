@@ -83,6 +83,9 @@ class TrainConfig:
     #: pixels around the others out of the loss; False: every column the contrast-weight
     #: policy counts (the recipe of the shipped v3 weights)
     seen_labels: bool = False
+    #: with ``modalities``: pool shares of some modality kinds instead of
+    #: :data:`MODALITY_KINDS` (e.g. ``{"thick_support": 0.2}``); None: the defaults
+    modality_shares: dict | None = None
     #: processes generating the pool; with ``modalities`` the pool is made of
     #: :data:`POOL_CHUNK` scene chunks seeded from ``seed`` and the chunk index, so
     #: it is the same for any number of workers
@@ -288,6 +291,8 @@ def _training_pool(config: TrainConfig, recipe: dict, log: Callable[[str], None]
     pool_kwargs = dict(target=recipe["target"], target_px=recipe["target_px"], pixel_size_A=config.trained_pixel_size_A,
                        native_pixel_size_A=config.native_pixel_size_A, resolution_pm=config.resolution_pm,
                        seen_labels=config.seen_labels)
+    if config.modality_shares:
+        pool_kwargs["modality_shares"] = config.modality_shares
     if config.modalities:
         pool = make_pool_chunked(config.pool_size, config.crop_px, seed=config.seed,
                                  workers=config.pool_workers, modalities=True, **pool_kwargs)

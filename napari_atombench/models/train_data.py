@@ -202,6 +202,22 @@ def modality_scene_kwargs(kind: str, kw: dict, rng: np.random.Generator) -> dict
     return kw
 
 
+def modality_shares_checked(overrides: dict[str, float] | None) -> dict[str, float]:
+    """:data:`MODALITY_KINDS` with the shares in ``overrides`` (kind: share of the pool);
+    raises ValueError for an unknown kind, a negative share or shares that sum to 1 or more
+    (the v2 kinds must keep a share)."""
+    kinds = dict(MODALITY_KINDS)
+    for kind, share in (overrides or {}).items():
+        if kind not in kinds:
+            raise ValueError(f"unknown modality {kind!r} in the shares; known: {', '.join(MODALITY_KINDS)}")
+        if not 0.0 <= float(share) < 1.0:
+            raise ValueError(f"share of {kind!r} must be in [0, 1), not {share}")
+        kinds[kind] = float(share)
+    if sum(kinds.values()) >= 1.0:
+        raise ValueError(f"modality shares sum to {sum(kinds.values()):.2f}; they must leave room for the v2 kinds (< 1)")
+    return kinds
+
+
 def nanoparticle_mask(shape: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A particle on vacuum: (soft mask for the image, hard mask for the labels), an
     ellipse covering 30-80 % of the crop."""
@@ -277,7 +293,8 @@ def heavy_column_labels(s, kwargs: dict) -> tuple[np.ndarray, np.ndarray]:
 def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
               pixel_size_A: float = TRAINED_PIXEL_SIZE_A, native_pixel_size_A: tuple[float, float] | None = None,
               resolution_pm: tuple[float, float] | None = None, modalities: bool = False,
-              seen_labels: bool = False, progress: Callable[[int, int], None] | None = None):
+              seen_labels: bool = False, modality_shares: dict[str, float] | None = None,
+              progress: Callable[[int, int], None] | None = None):
     """``n`` random scenes: images (n, crop, crop) float32, targets (n, crop, crop)
     float16, the median nearest-neighbour separation (px) of each scene's labelled
     columns (n,) (NaN with fewer than 3), and each scene's ``light_columns`` input (n,)
@@ -293,12 +310,17 @@ def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
     flag 0 are labelled by :func:`heavy_column_labels`. With ``seen_labels`` the "seen"
     label policy (:data:`LABEL_MIN_SNR`): targets are :data:`IGNORED_TARGET` around unseen
     columns, and thick-support scenes keep their broad probes (merged pairs are unseen).
+    ``modality_shares`` overrides the pool shares of some :data:`MODALITY_KINDS` (with
+    ``modalities`` only; see :func:`modality_shares_checked`).
     """
     from ._pipeline import positions_to_frame
     from .sampling import resample
 
-    names = list(MODALITY_KINDS)
-    shares = np.array([MODALITY_KINDS[k] for k in names])
+    if modality_shares and not modalities:
+        raise ValueError("modality_shares applies only with modalities=True")
+    kinds = modality_shares_checked(modality_shares)
+    names = list(kinds)
+    shares = np.array([kinds[k] for k in names])
 
     rng = np.random.default_rng(seed)
     images = np.zeros((n, crop_px, crop_px), np.float32)
