@@ -100,13 +100,11 @@ def _modality_shares(items: list[str], modalities: bool) -> dict[str, float] | N
         raise UserError("--modality-share applies only with --modalities")
     shares = {}
     for item in items:
-        kind, sep, value = item.partition("=")
+        kind, _, value = item.partition("=")
         try:
-            shares[kind.strip()] = float(value) if sep else float("nan")
+            shares[kind.strip()] = float(value)
         except ValueError:
-            shares[kind.strip()] = float("nan")
-        if shares[kind.strip()] != shares[kind.strip()]:
-            raise UserError(f"--modality-share {item!r}: give KIND=SHARE, e.g. thick_support=0.2")
+            raise UserError(f"--modality-share {item!r}: give KIND=SHARE, e.g. thick_support=0.2") from None
     try:
         modality_shares_checked(shares)
     except ValueError as exc:
