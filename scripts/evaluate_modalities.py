@@ -70,8 +70,7 @@ def scenes(modality: str, n: int, seed: int, labels: str = "all") -> list[tuple]
     kind = modality.removesuffix("_heavy")
     out = []
     while len(out) < n:
-        kw = tr.random_scene_kwargs(rng, 160, 0.2, (0.08, 0.4), (60.0, 260.0))
-        kw.update(label_min_snr=tr.LABEL_MIN_SNR if labels == "seen" else None, label_resolved_only=labels == "seen")
+        kw = tr.random_scene_kwargs(rng, 160, 0.2, (0.08, 0.4), (60.0, 260.0), seen_labels=labels == "seen")
         if kind in tr.MODALITY_KINDS:
             kw = tr.modality_scene_kwargs(kind, kw, rng)
         s = sim.simulate(**kw)

@@ -111,7 +111,7 @@ class SamplingAwareLocator:
         trained_sep = self.trained_separation_px / zoom if self.trained_separation_px else None
         bright, contrast_meta = apply_contrast(image, contrast, sep or trained_sep, vote=self._polarity_vote(zoom))
         meta.update(contrast_meta)
-        shape = tuple(max(16, int(round(s * zoom))) for s in image.shape)
+        shape = _zoomed_shape(image.shape, zoom)
         if max(shape) > self.max_side_px:
             raise ValueError(
                 f"rescaling a {image.shape} image by {zoom:.2f} to the trained sampling would make it "
@@ -128,8 +128,7 @@ class SamplingAwareLocator:
 
         def vote(bright: np.ndarray) -> float:
             crop = central_crop(bright, POLARITY_VOTE_SIDE_PX / zoom, min_side_px=1)
-            shape = tuple(max(16, int(round(s * zoom))) for s in crop.shape)
-            return self.inner.decisiveness(resample(crop, shape))
+            return self.inner.decisiveness(resample(crop, _zoomed_shape(crop.shape, zoom)))
 
         return vote
 
@@ -162,6 +161,11 @@ class SamplingAwareLocator:
             **sampling_meta,
         )
         return LocateResult(positions_rc=positions, probability_map=prob, metadata=meta)
+
+
+def _zoomed_shape(shape: tuple[int, ...], zoom: float) -> tuple[int, ...]:
+    """The shape an image of ``shape`` has at the model's sampling (at least 16 px a side)."""
+    return tuple(max(16, int(round(s * zoom))) for s in shape)
 
 
 #: side (px, at the model's sampling) of the central crop a model votes on the polarity with

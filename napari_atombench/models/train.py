@@ -290,9 +290,7 @@ def _training_pool(config: TrainConfig, recipe: dict, log: Callable[[str], None]
     t_pool = time.perf_counter()
     pool_kwargs = dict(target=recipe["target"], target_px=recipe["target_px"], pixel_size_A=config.trained_pixel_size_A,
                        native_pixel_size_A=config.native_pixel_size_A, resolution_pm=config.resolution_pm,
-                       seen_labels=config.seen_labels)
-    if config.modality_shares:
-        pool_kwargs["modality_shares"] = config.modality_shares
+                       seen_labels=config.seen_labels, modality_shares=config.modality_shares)
     if config.modalities:
         pool = make_pool_chunked(config.pool_size, config.crop_px, seed=config.seed,
                                  workers=config.pool_workers, modalities=True, **pool_kwargs)
