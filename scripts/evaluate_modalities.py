@@ -11,9 +11,10 @@ matching radius and ignore the outer 3 px. The threshold is chosen on one seed r
 Labels: ``--labels all`` (default) scores against every column the contrast-weight
 policy counts, as the shipped weights were trained; ``--labels seen`` (the "seen"
 policy, :data:`napari_atombench.models.train_data.LABEL_MIN_SNR`) only against the
-columns that can be seen one by one in their image (matched-filter SNR >= Rose's 5,
-outside Sparrow's limit of a neighbour): the others are neither labels nor false
-positives, a detection on one is left out. A scene needs 2 labels to count, so the two
+columns that can be seen and placed one by one in their image (matched-filter SNR >=
+Rose's 5 and high enough for the 0.5 Å radius at the Cramér–Rao bound, outside Sparrow's
+limit of a neighbour): the others are neither labels nor false positives, a detection
+on one (within the probe's half width at half maximum, at least 0.5 Å) is left out. A scene needs 2 labels to count, so the two
 policies can draw slightly different scene sets.
 
 Label conventions: "abf" and "idpc" label light columns between heavy ones (O) and
@@ -62,8 +63,10 @@ def _jpeg(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def scenes(modality: str, n: int, seed: int, labels: str = "all") -> list[tuple]:
-    """(image, truth_rc, pixel_size_A, unseen_rc) for ``n`` scenes of ``modality``; ``labels``
-    "all": every column the contrast-weight policy counts, "seen": only those seen one by one."""
+    """(image, truth_rc, pixel_size_A, unseen_rc, unseen_radius_A) for ``n`` scenes of ``modality``;
+    ``labels`` "all": every column the contrast-weight policy counts, "seen": only those seen one
+    by one. ``unseen_radius_A``: a detection this close to an unseen column is on it (the probe's
+    half width at half maximum, at least the 0.5 Å matching radius)."""
     from napari_atombench.models import train_data as tr
 
     rng = np.random.default_rng(seed)
@@ -85,17 +88,20 @@ def scenes(modality: str, n: int, seed: int, labels: str = "all") -> list[tuple]
         elif modality == "jpeg":
             image = _jpeg(image, rng)
         if len(truth) >= 2:
-            out.append((image, truth, s.pixel_size_A, unseen))
+            out.append((image, truth, s.pixel_size_A, unseen, max(0.5, s.parameters["resolution_pm"] / 200.0)))
     return out
 
 
-def counts(found: np.ndarray, truth: np.ndarray, unseen: np.ndarray, px: float, shape) -> tuple[int, int, int]:
-    """(TP, FP, FN) at 0.5 Å ignoring the outer 3 px; a false positive on an unseen column is left out."""
+def counts(found: np.ndarray, truth: np.ndarray, unseen: np.ndarray, px: float, shape,
+           unseen_radius_A: float = 0.5) -> tuple[int, int, int]:
+    """(TP, FP, FN) at 0.5 Å ignoring the outer 3 px; a false positive within ``unseen_radius_A``
+    of an unseen column is left out."""
     scoring = dict(pixel_size_A=px, max_distance_A=0.5, border_margin_px=3, image_shape=shape)
     sc = compare_positions(found, truth, **scoring)
     n_fp = sc.score.n_fp
     if len(unseen) and n_fp:
-        n_fp -= compare_positions(found[sc.fp_index], unseen, **scoring).score.n_tp
+        on_unseen = {**scoring, "max_distance_A": unseen_radius_A}
+        n_fp -= compare_positions(found[sc.fp_index], unseen, **on_unseen).score.n_tp
     return sc.score.n_tp, n_fp, sc.score.n_fn
 
 
@@ -111,11 +117,11 @@ def score_all(weights: Path, threshold: float, data: dict) -> dict:
     for modality, items in data.items():
         locator = light if modality in tr.LIGHT_MODALITIES else default
         tp = fp = fn = 0
-        for image, truth, px, unseen in items:
+        for image, truth, px, unseen, unseen_radius_A in items:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 found = locator.locate(image, px).positions_rc
-            n_tp, n_fp, n_fn = counts(found, truth, unseen, px, image.shape)
+            n_tp, n_fp, n_fn = counts(found, truth, unseen, px, image.shape, unseen_radius_A)
             tp, fp, fn = tp + n_tp, fp + n_fp, fn + n_fn
         recall, precision = tp / max(tp + fn, 1), tp / max(tp + fp, 1)
         rows[modality] = dict(recall=recall, precision=precision, f1=2 * recall * precision / max(recall + precision, 1e-12))

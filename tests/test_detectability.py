@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_atombench.core import simulate as sim
-from napari_atombench.core.detectability import ROSE_SNR, column_snr, matched_filter
+from napari_atombench.core.detectability import ROSE_SNR, column_snr, localisation_snr, matched_filter
 
 
 def _filter_response(images: np.ndarray, centre: tuple[int, int], h: np.ndarray) -> np.ndarray:
@@ -64,6 +64,52 @@ def test_label_min_snr_splits_the_labels_into_seen_and_unseen():
     assert set(low.species) == {"Sr"} and set(everything.species) == {"Sr", "TiO"}
     assert len(_scene(3e5, label_min_snr=ROSE_SNR).unseen_rc) == 0
     assert len(everything.unseen_rc) == 0 and everything.parameters["label_min_snr"] is None
+
+
+@pytest.mark.parametrize("amplitude, background, sigma_px, pixel_size_A",
+                         [(30.0, 3000.0, 4.0, 0.25), (10.0, 5000.0, 6.0, 0.2), (50.0, 2000.0, 2.5, 0.3)])
+def test_localisation_snr_agrees_with_the_fisher_information_of_a_gaussian_fit(amplitude, background, sigma_px,
+                                                                               pixel_size_A):
+    # an independent route: the numerical Cramér-Rao bound of a five-parameter Poisson fit
+    # (core.refine.precision) gives the per-axis error, hence the chance to land within R; the SNR
+    # localisation_snr asks for at that chance must be the column's own column_snr (background >>
+    # amplitude: nearly white noise, where the closed form holds)
+    from napari_atombench.core.refine.precision import cramer_rao_bound_px
+
+    error_A = cramer_rao_bound_px(amplitude, sigma_px, background) * pixel_size_A
+    radius_A = 0.5
+    chance = 1.0 - np.exp(-(radius_A**2) / (2.0 * error_A**2))
+    centre = np.array([[40.0, 40.0]])
+    clean = background + amplitude * sim.render_columns((81, 81), centre, 1.0, sigma_px)
+    assert localisation_snr(sigma_px, pixel_size_A, radius_A, chance) == pytest.approx(
+        column_snr(centre, [amplitude], sigma_px, clean)[0], rel=0.02)
+
+
+def test_localisation_snr_grows_with_the_probe_and_shrinks_with_the_radius():
+    at_100pm, at_350pm = (localisation_snr(fwhm / 2.3548 / 0.1, 0.1, 0.5) for fwhm in (1.0, 3.5))
+    assert at_100pm < ROSE_SNR < at_350pm  # Rose decides for sharp probes, placing for broad ones
+    assert at_350pm == pytest.approx(3.5 * at_100pm, rel=0.01)
+    assert localisation_snr(10.0, 0.1, 1.0) == pytest.approx(localisation_snr(10.0, 0.1, 0.5) / 2)
+    for bad in (dict(confidence=1.0), dict(confidence=0.0), dict(radius_A=0.0)):
+        with pytest.raises(ValueError):
+            localisation_snr(**{"sigma_px": 3.0, "pixel_size_A": 0.1, "radius_A": 0.5, **bad})
+
+
+def test_label_max_error_leaves_broad_faint_atoms_unseen_and_sharp_ones_alone():
+    def atoms(resolution_pm, dose, **kw):
+        return sim.simulate(None, shape=160, pixel_size_pm=20, resolution_pm=resolution_pm, adatoms_per_nm2=1.0,
+                            amorphous=0.3, dose_e_per_A2=dose, background=0.5, seed=3, label_min_snr=ROSE_SNR, **kw)
+
+    # a broad probe spreads a few counts over a wide blob: seen (Rose) but not placeable within 0.5 Å;
+    # a sharp probe at a dose where it is seen is placed well within it
+    for resolution_pm, dose, more_unseen in ((80.0, 3000.0, False), (350.0, 40.0, True)):
+        seen, placed = atoms(resolution_pm, dose), atoms(resolution_pm, dose, label_max_error_A=0.5)
+        assert len(seen.positions_rc) > 0
+        assert len(placed.positions_rc) + len(placed.unseen_rc) == len(seen.positions_rc) + len(seen.unseen_rc)
+        assert (len(placed.unseen_rc) > len(seen.unseen_rc)) == more_unseen
+        np.testing.assert_array_equal(placed.image, seen.image)
+    with pytest.raises(ValueError, match="label_max_error_A"):
+        sim.simulate("srtio3_100", shape=32, label_max_error_A=0.5)
 
 
 def test_label_resolved_only_leaves_pairs_inside_sparrows_limit_unseen():

@@ -109,7 +109,7 @@ def test_quick_modalities_training_runs(tmp_path):
 
     out = tmp_path / "v3.pt"
     assert main(["train", "atombench_unet", "--quick", "--modalities", "--device", "cpu", "--out", str(out),
-                 "--modality-share", "thick_support=0.2"]) == 0
+                 "--modality-share", "thick_support=0.2", "--polarity-negatives", "0.1"]) == 0
     import json
 
     import torch
@@ -117,6 +117,23 @@ def test_quick_modalities_training_runs(tmp_path):
     ckpt = torch.load(out, map_location="cpu", weights_only=True)
     config = json.loads(ckpt["config"])
     assert config["modalities"] is True and config["modality_shares"] == {"thick_support": 0.2}
+    assert config["polarity_negatives"] == 0.1
+
+
+def test_polarity_negatives_invert_some_crops_and_empty_their_targets():
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(400, 8, 8)).astype(np.float32)
+    targets = rng.uniform(0, 1, size=(400, 8, 8)).astype(np.float32)
+    state = np.random.default_rng(5).bit_generator.state
+    untouched = np.random.default_rng(5)
+    assert tr.polarity_negatives(images, targets, 0.0, untouched) == (images, targets)
+    assert untouched.bit_generator.state == state  # share 0 draws nothing: the default stream is unchanged
+    neg_images, neg_targets = tr.polarity_negatives(images, targets, 0.25, np.random.default_rng(5))
+    wrong = np.all(neg_targets == 0, axis=(1, 2))
+    np.testing.assert_array_equal(neg_images[wrong], -images[wrong])
+    np.testing.assert_array_equal(neg_images[~wrong], images[~wrong])
+    np.testing.assert_array_equal(neg_targets[~wrong], targets[~wrong])
+    assert 0.25 - 4 * np.sqrt(0.25 * 0.75 / 400) < wrong.mean() < 0.25 + 4 * np.sqrt(0.25 * 0.75 / 400)
 
 
 def test_training_can_start_from_weights(tmp_path):

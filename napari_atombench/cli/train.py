@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import UserError, check_input_file, device_name, integer, output_file, pixel_size_A, positive
+from . import UserError, check_input_file, device_name, integer, number, output_file, pixel_size_A, positive
 
 
 def register(subparsers) -> None:
@@ -42,13 +42,16 @@ def register(subparsers) -> None:
                         help="v3 recipe: add ABF, iDPC-like, low-dose light-element, nanoparticle and thick-support "
                         "scenes and JPEG/low-pass/row-offset artefacts (label policy: docs/models.md)")
     parser.add_argument("--seen-labels", action="store_true",
-                        help="label only the columns that can be seen one by one (matched-filter SNR >= 5, "
-                        "resolved from their neighbours) and leave the pixels around the others out of the loss "
-                        "(the recipe of the v4 experiment, docs/models-ours.md); default: every column the "
-                        "contrast-weight policy counts")
+                        help="label only the columns that can be seen and placed one by one (matched-filter SNR >= 5 "
+                        "and enough to place them within 0.5 Å, resolved from their neighbours) and leave the "
+                        "pixels around the others out of the loss (the recipe of the v4 experiment, "
+                        "docs/models-ours.md); default: every column the contrast-weight policy counts")
     parser.add_argument("--modality-share", action="append", metavar="KIND=SHARE", default=[],
                         help="with --modalities: share of the pool for one modality kind (abf, idpc, light_lowdose, "
                         "nanoparticle, thick_support), e.g. thick_support=0.2; repeatable")
+    parser.add_argument("--polarity-negatives", type=number(0.0, 1.0, high_open=True), default=0.0, metavar="P",
+                        help="share of training crops shown with inverted contrast and an empty target, so the "
+                        "network answers only the right polarity (what contrast='auto' votes with); default 0")
     parser.add_argument("--pool-workers", type=integer(1), default=1,
                         help="processes generating the --modalities pool (same pool for any number)")
     parser.add_argument("--export-weights", type=output_file, help="also write fp16 weights + JSON record here")
@@ -80,7 +83,7 @@ def run_train(args) -> int:
         normalize_window_px=args.normalize_window,
         resolution_pm=tuple(args.resolution_pm) if args.resolution_pm else None,
         modalities=args.modalities, seen_labels=args.seen_labels, modality_shares=shares,
-        pool_workers=args.pool_workers,
+        pool_workers=args.pool_workers, polarity_negatives=args.polarity_negatives,
         init_weights=str(args.init_weights) if args.init_weights else None,
     )
     summary = train(config, args.out, resume=args.resume, log=lambda m: print(m, flush=True))

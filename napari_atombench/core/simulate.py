@@ -51,7 +51,7 @@ from .crystals import (
 )
 from .crystals import _specimen
 from .column_kernels import KernelOptions, probe_fwhm_A, render_kernel_image
-from .detectability import recorded_column_snr, unresolved
+from .detectability import localisation_snr, recorded_column_snr, unresolved
 from .image_formation import FWHM_PER_SIGMA, _scan_distortion, _smooth_noise, render_columns
 
 __all__ = [
@@ -95,7 +95,8 @@ class SimulatedImage:
         scene = 1).
     unseen_rc : ndarray of float64, shape (M, 2)
         Columns bright enough to be labelled by ``label_min_weight`` that cannot
-        be seen one by one: below ``label_min_snr``, or (``label_resolved_only``)
+        be seen one by one: below ``label_min_snr`` (or the SNR needed to place
+        them within ``label_max_error_A``), or (``label_resolved_only``)
         closer to another such column than Sparrow's limit. Real columns, so a
         detection on one is neither a hit nor a false positive. Empty without
         those options.
@@ -153,6 +154,7 @@ def simulate(
     label_min_weight: float = 0.1,
     label_min_snr: float | None = None,
     label_resolved_only: bool = False,
+    label_max_error_A: float | None = None,
     rotation_deg: float = 0.0,
     origin_rc: tuple[float, float] | None = None,
     vacancy_fraction: float = 0.0,
@@ -230,6 +232,12 @@ def simulate(
         added noise and the support's texture) is below this (Rose's criterion:
         :data:`.detectability.ROSE_SNR` = 5); they are returned as ``unseen_rc``.
         Gaussian image formation only.
+    label_max_error_A : float, optional
+        With ``label_min_snr``: also leave unlabelled the columns whose SNR is
+        below :func:`.detectability.localisation_snr` for this radius (Å), i.e.
+        those that even an efficient estimator places further than the radius
+        from their centre more than 5 % of the time (broad probes at low SNR).
+        Give the matching radius the labels will be scored with (0.5 Å).
     label_resolved_only : bool
         Also leave unlabelled (``unseen_rc``) the columns closer to another
         labelled-by-weight column than Sparrow's limit for two Gaussian probe
@@ -289,6 +297,8 @@ def simulate(
     if library is not None and (label_min_snr is not None or label_resolved_only):
         raise ValueError("label_min_snr and label_resolved_only apply only with image_formation='gaussian' "
                          "(kernel scenes label by peak contrast)")
+    if label_max_error_A is not None and (label_min_snr is None or label_max_error_A <= 0):
+        raise ValueError("label_max_error_A must be positive and needs label_min_snr (the SNR it is judged by)")
     if library is not None:
         kernels = kernels or KernelOptions()
     parameters = dict(locals())
@@ -337,7 +347,10 @@ def simulate(
     if label_min_snr is not None:
         noise = dict(dose_e_per_A2=dose_e_per_A2, psnr_db=psnr_db, read_noise=read_noise)
         snr = recorded_column_snr(clean, texture, apparent, contrast * relative, sigma_px, pixel_size_A, **noise)
-        unseen |= labelled & (snr < label_min_snr)
+        needed = label_min_snr
+        if label_max_error_A is not None:
+            needed = max(needed, localisation_snr(sigma_px, pixel_size_A, label_max_error_A))
+        unseen |= labelled & (snr < needed)
     if label_resolved_only:
         unseen |= labelled & unresolved(apparent, relative >= label_min_weight, sigma_px)
     labelled &= ~unseen

@@ -78,14 +78,18 @@ class TrainConfig:
     #: add the v3 modality scenes (:data:`MODALITY_KINDS`) and image-processing
     #: artefacts (JPEG, low-pass, row offsets); False: the v2 recipe
     modalities: bool = False
-    #: label only the columns that can be seen one by one in their image (matched-filter
-    #: SNR >= :data:`LABEL_MIN_SNR`, outside Sparrow's limit of a neighbour) and leave the
+    #: label only the columns that can be seen and placed one by one in their image
+    #: (matched-filter SNR >= :data:`LABEL_MIN_SNR` and enough to place them within
+    #: :data:`LABEL_MAX_ERROR_A`, outside Sparrow's limit of a neighbour) and leave the
     #: pixels around the others out of the loss; False: every column the contrast-weight
     #: policy counts (the recipe of the shipped v3 weights)
     seen_labels: bool = False
     #: with ``modalities``: pool shares of some modality kinds instead of
     #: :data:`MODALITY_KINDS` (e.g. ``{"thick_support": 0.2}``); None: the defaults
     modality_shares: dict | None = None
+    #: share of crops shown with inverted contrast and an all-zero target: the network should
+    #: answer only in the right polarity, which the ``contrast="auto"`` vote relies on
+    polarity_negatives: float = 0.0
     #: processes generating the pool; with ``modalities`` the pool is made of
     #: :data:`POOL_CHUNK` scene chunks seeded from ``seed`` and the chunk index, so
     #: it is the same for any number of workers
@@ -137,6 +141,17 @@ def augment(images: np.ndarray, targets: np.ndarray, rng: np.random.Generator, a
         out_i.append(np.ascontiguousarray(img))
         out_t.append(np.ascontiguousarray(tgt, dtype=np.float32))
     return np.stack(out_i), np.stack(out_t)
+
+
+def polarity_negatives(images: np.ndarray, targets: np.ndarray, share: float, rng: np.random.Generator):
+    """Invert the contrast of about ``share`` of the crops and empty their targets (nothing to find
+    in the wrong polarity). ``share`` 0 draws nothing from ``rng``: the default recipe is unchanged."""
+    if share <= 0:
+        return images, targets
+    wrong = rng.random(len(images)) < share
+    images, targets = images.copy(), targets.copy()
+    images[wrong], targets[wrong] = -images[wrong], 0.0
+    return images, targets
 
 
 # --------------------------------------------------------------------------- network
@@ -341,6 +356,7 @@ def _train_loop(config, recipe, net, opt, run, pool, device, out, log, cancelled
             group["lr"] = learning_rate(config.lr, progress)
         idx = rng.integers(0, len(images), config.batch_size)
         xb, yb = augment(images[idx], targets[idx], rng, artefacts=config.modalities)
+        xb, yb = polarity_negatives(xb, yb, config.polarity_negatives, rng)
         x = input_planes(torch.from_numpy(normalise(xb, recipe["norm"]))[:, None], in_channels,
                          torch.from_numpy(light[idx])).to(device)
         y = torch.from_numpy(yb)[:, None].to(device)

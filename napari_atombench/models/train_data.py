@@ -35,11 +35,15 @@ RESOLVABLE_SEPARATION_FWHM = 1.1
 #: "seen" label policy (``seen_labels``; validation's default): a column the labels would
 #: count is labelled only where it can be seen on its own in that image -- matched-filter
 #: SNR >= Rose's 5 (shot, read noise and the support's texture;
-#: :mod:`napari_atombench.core.detectability`) and no other column within Sparrow's limit
+#: :mod:`napari_atombench.core.detectability`), high enough to place it within the scoring
+#: radius :data:`LABEL_MAX_ERROR_A` (Cramér–Rao bound; matters for broad probes), and no
+#: other column within Sparrow's limit
 #: (``label_resolved_only``). The others are real but unseen: their pixels are left out of
 #: the training loss (:data:`IGNORED_TARGET`) and a detection on one is neither a hit nor
 #: a false positive in validation
 LABEL_MIN_SNR = ROSE_SNR
+#: the matching radius validation scores with (Å): a "seen" column must be placeable within it
+LABEL_MAX_ERROR_A = 0.5
 #: target value of pixels the loss ignores (around an unseen column)
 IGNORED_TARGET = -1.0
 
@@ -105,6 +109,7 @@ def random_scene_kwargs(rng: np.random.Generator, crop_px: int, pixel_size_A: fl
         label_min_weight=0.1,
         label_min_snr=LABEL_MIN_SNR if seen_labels else None,
         label_resolved_only=seen_labels,
+        label_max_error_A=LABEL_MAX_ERROR_A if seen_labels else None,
         seed=int(rng.integers(2**31)),
     )
     if kind == "perovskite":
@@ -281,7 +286,8 @@ def heavy_column_labels(s, kwargs: dict) -> tuple[np.ndarray, np.ndarray]:
     HAADF (Z^1.7) says which columns count, at identical positions; of those, the ones
     ``s`` itself labels are labelled and the ones unseen in ``s`` are unseen."""
     haadf = sim.simulate(**{**kwargs, "resolution_pm": s.parameters["resolution_pm"], "z_exponent": 1.7,
-                            "mode": "haadf", "label_min_snr": None, "label_resolved_only": False})
+                            "mode": "haadf", "label_min_snr": None, "label_resolved_only": False,
+                            "label_max_error_A": None})
     heavy = {tuple(p) for p in haadf.positions_rc.tolist()}
 
     def kept(points: np.ndarray) -> np.ndarray:
