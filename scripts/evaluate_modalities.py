@@ -14,8 +14,8 @@ policy, :data:`napari_atombench.models.train_data.LABEL_MIN_SNR`) only against t
 columns that can be seen and placed one by one in their image (matched-filter SNR >=
 Rose's 5 and high enough for the 0.5 Å radius at the Cramér–Rao bound, outside Sparrow's
 limit of a neighbour): the others are neither labels nor false positives, a detection
-on one (within the probe's half width at half maximum, at least 0.5 Å) is left out. A scene needs 2 labels to count, so the two
-policies can draw slightly different scene sets.
+on one (within the probe's half width at half maximum, at least 0.5 Å) is left out. A
+scene needs 2 labels to count, so the two policies can draw slightly different scene sets.
 
 Label conventions: "abf" and "idpc" label light columns between heavy ones (O) and
 weights with the v3 light-columns input are run with ``light_columns=True``;
@@ -45,6 +45,10 @@ sys.path.insert(0, str(ROOT))
 
 from napari_atombench.core import simulate as sim  # noqa: E402
 from napari_atombench.core.metrics import compare_positions  # noqa: E402
+from napari_atombench.models.train_data import LABEL_MAX_ERROR_A  # noqa: E402
+
+#: the matching radius of the scores; the "seen" labels are placeable within it by construction
+MATCH_RADIUS_A = LABEL_MAX_ERROR_A
 
 SELECT_SEED, REPORT_SEED = 880_000, 990_000
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
@@ -88,15 +92,16 @@ def scenes(modality: str, n: int, seed: int, labels: str = "all") -> list[tuple]
         elif modality == "jpeg":
             image = _jpeg(image, rng)
         if len(truth) >= 2:
-            out.append((image, truth, s.pixel_size_A, unseen, max(0.5, s.parameters["resolution_pm"] / 200.0)))
+            hwhm_A = s.parameters["resolution_pm"] / 200.0
+            out.append((image, truth, s.pixel_size_A, unseen, max(MATCH_RADIUS_A, hwhm_A)))
     return out
 
 
 def counts(found: np.ndarray, truth: np.ndarray, unseen: np.ndarray, px: float, shape,
-           unseen_radius_A: float = 0.5) -> tuple[int, int, int]:
-    """(TP, FP, FN) at 0.5 Å ignoring the outer 3 px; a false positive within ``unseen_radius_A``
+           unseen_radius_A: float = MATCH_RADIUS_A) -> tuple[int, int, int]:
+    """(TP, FP, FN) at :data:`MATCH_RADIUS_A` ignoring the outer 3 px; a false positive within ``unseen_radius_A``
     of an unseen column is left out."""
-    scoring = dict(pixel_size_A=px, max_distance_A=0.5, border_margin_px=3, image_shape=shape)
+    scoring = dict(pixel_size_A=px, max_distance_A=MATCH_RADIUS_A, border_margin_px=3, image_shape=shape)
     sc = compare_positions(found, truth, **scoring)
     n_fp = sc.score.n_fp
     if len(unseen) and n_fp:

@@ -25,8 +25,9 @@ exceeds ``R`` with probability ``exp(-R² SNR² / (4 σ²))``.
 :func:`localisation_snr` turns that into the SNR a column needs to be placed
 within ``R`` at a given confidence: 6.9 σ/Å (ideal filter; 5.2 σ/Å in
 :func:`column_snr`'s terms) for 0.5 Å at 95 %, above Rose's 5 only for probes
-broader than about 225 pm FWHM. This module imports
-neither Qt nor napari.
+broader than about 225 pm FWHM.
+
+This module imports neither Qt nor napari.
 """
 
 from __future__ import annotations
