@@ -170,10 +170,12 @@ def main(argv=None) -> int:
             card_path = Path(path).with_suffix(".json")
             card = json.loads(card_path.read_text()) if card_path.is_file() else {}
             card["threshold"] = best
-            card["threshold_selection"] = (f"best mean F1 over thresholds {', '.join(map(str, args.thresholds))} on "
-                                           f"{args.n} simulated scenes per modality ({', '.join(MODALITIES)}; "
-                                           f"scripts/evaluate_modalities.py, seeds {SELECT_SEED}+; labels: "
-                                           f"{args.labels})")
+            card["threshold_selection"] = (
+                f"best mean F1 over thresholds {', '.join(map(str, args.thresholds))} on {args.n} simulated scenes "
+                f"per modality ({', '.join(MODALITIES)}; scripts/evaluate_modalities.py, seeds {SELECT_SEED}+; "
+                f"labels: {args.labels})" if select else
+                f"given ({best}), not chosen by scripts/evaluate_modalities.py; validated on {args.n} simulated "
+                f"scenes per modality, seeds {REPORT_SEED}+, labels: {args.labels}")
             card["modality_validation"] = {m: {k: round(v, 4) for k, v in r.items()} for m, r in rows.items()}
             card_path.write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps({k: {"threshold": v["threshold"]} for k, v in results.items()}))

@@ -216,6 +216,7 @@ BAD_CASES: list[tuple[str, list[str]]] = [
     ("train-share-not-a-number", TRAIN + ["--modalities", "--modality-share", "thick_support=lots"]),
     ("train-share-too-large", TRAIN + ["--modalities", "--modality-share", "thick_support=0.9"]),
     ("train-polarity-negatives-above-one", TRAIN + ["--polarity-negatives", "1.5"]),
+    ("train-broad-thick-probes-without-modalities", TRAIN + ["--broad-thick-probes"]),
     ("train-init-and-resume", TRAIN + ["--init-weights", "{d}/narrow_state.pt", "--resume", "{d}/narrow_state.pt"]),
     # benchmark
     ("benchmark-missing-dataset", ["benchmark", "{d}/missing_ds", "--model", "atombench", "--out", "{d}/b.csv"]),

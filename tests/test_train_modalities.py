@@ -103,13 +103,35 @@ def test_modality_shares_set_the_mix_of_the_pool(monkeypatch):
         tr.make_pool(2, 32, seed=0, target="gauss", target_px=1.2, modality_shares={"abf": 0.1})
 
 
+def test_broad_thick_probes_keep_the_drawn_probe_in_thick_support_scenes(monkeypatch):
+    from napari_atombench.models import train_data
+
+    calls = []
+    real_sim = train_data.sim.simulate
+    monkeypatch.setattr(train_data.sim, "simulate", lambda **kw: calls.append(kw["resolution_pm"]) or real_sim(**kw))
+    kw = dict(target="gauss", target_px=1.2, modalities=True, resolution_pm=(200.0, 400.0),
+              modality_shares={k: 0.0 for k in tr.MODALITY_KINDS} | {"thick_support": 0.9})
+
+    def resimulated(n=20, **extra):  # scenes simulated a second time, with a capped probe
+        calls.clear()
+        tr.make_pool(n, 96, seed=3, native_pixel_size_A=(0.08, 0.5), **kw, **extra)
+        return len(calls) - n
+
+    # a broad probe merges close adatoms in a few scenes (1 of these 20): the default (v3) recipe caps it
+    assert resimulated() > 0
+    assert resimulated(broad_thick_probes=True) == 0
+    assert resimulated(seen_labels=True) == 0
+    with pytest.raises(ValueError, match="only with modalities"):
+        tr.make_pool(2, 32, seed=0, target="gauss", target_px=1.2, broad_thick_probes=True)
+
+
 def test_quick_modalities_training_runs(tmp_path):
     pytest.importorskip("torch")
     from napari_atombench.cli import main
 
     out = tmp_path / "v3.pt"
     assert main(["train", "atombench_unet", "--quick", "--modalities", "--device", "cpu", "--out", str(out),
-                 "--modality-share", "thick_support=0.2", "--polarity-negatives", "0.1"]) == 0
+                 "--modality-share", "thick_support=0.2", "--polarity-negatives", "0.1", "--broad-thick-probes"]) == 0
     import json
 
     import torch
@@ -117,7 +139,7 @@ def test_quick_modalities_training_runs(tmp_path):
     ckpt = torch.load(out, map_location="cpu", weights_only=True)
     config = json.loads(ckpt["config"])
     assert config["modalities"] is True and config["modality_shares"] == {"thick_support": 0.2}
-    assert config["polarity_negatives"] == 0.1
+    assert config["polarity_negatives"] == 0.1 and config["broad_thick_probes"] is True
 
 
 def test_polarity_negatives_invert_some_crops_and_empty_their_targets():

@@ -52,6 +52,10 @@ def register(subparsers) -> None:
     parser.add_argument("--polarity-negatives", type=number(0.0, 1.0, high_open=True), default=0.0, metavar="P",
                         help="share of training crops shown with inverted contrast and an empty target, so the "
                         "network answers only the right polarity (what contrast='auto' votes with); default 0")
+    parser.add_argument("--broad-thick-probes", action="store_true",
+                        help="with --modalities: thick-support scenes keep their broad probes (up to the top of "
+                        "--resolution-pm, as validation draws them) instead of the resolvable cap; implied by "
+                        "--seen-labels")
     parser.add_argument("--pool-workers", type=integer(1), default=1,
                         help="processes generating the --modalities pool (same pool for any number)")
     parser.add_argument("--export-weights", type=output_file, help="also write fp16 weights + JSON record here")
@@ -72,6 +76,8 @@ def run_train(args) -> int:
     if args.resume is not None and args.init_weights is not None:
         raise UserError("--init-weights and --resume: a resumed run already has its weights; give one")
     shares = _modality_shares(args.modality_share, args.modalities)
+    if args.broad_thick_probes and not args.modalities:
+        raise UserError("--broad-thick-probes applies only with --modalities")
     if args.quick:
         args.steps, args.crop, args.pool_size, args.batch_size = min(args.steps, 5), 32, 4, 2
     config = TrainConfig(
@@ -84,6 +90,7 @@ def run_train(args) -> int:
         resolution_pm=tuple(args.resolution_pm) if args.resolution_pm else None,
         modalities=args.modalities, seen_labels=args.seen_labels, modality_shares=shares,
         pool_workers=args.pool_workers, polarity_negatives=args.polarity_negatives,
+        broad_thick_probes=args.broad_thick_probes,
         init_weights=str(args.init_weights) if args.init_weights else None,
     )
     summary = train(config, args.out, resume=args.resume, log=lambda m: print(m, flush=True))

@@ -90,6 +90,10 @@ class TrainConfig:
     #: share of crops shown with inverted contrast and an all-zero target: the network should
     #: answer only in the right polarity, which the ``contrast="auto"`` vote relies on
     polarity_negatives: float = 0.0
+    #: with ``modalities``: thick-support scenes keep their broad probes (up to the top of
+    #: ``resolution_pm``, as validation draws them) instead of the resolvable cap; implied
+    #: by ``seen_labels``; False: the recipe of the shipped v3 weights
+    broad_thick_probes: bool = False
     #: processes generating the pool; with ``modalities`` the pool is made of
     #: :data:`POOL_CHUNK` scene chunks seeded from ``seed`` and the chunk index, so
     #: it is the same for any number of workers
@@ -305,7 +309,8 @@ def _training_pool(config: TrainConfig, recipe: dict, log: Callable[[str], None]
     t_pool = time.perf_counter()
     pool_kwargs = dict(target=recipe["target"], target_px=recipe["target_px"], pixel_size_A=config.trained_pixel_size_A,
                        native_pixel_size_A=config.native_pixel_size_A, resolution_pm=config.resolution_pm,
-                       seen_labels=config.seen_labels, modality_shares=config.modality_shares)
+                       seen_labels=config.seen_labels, modality_shares=config.modality_shares,
+                       broad_thick_probes=config.broad_thick_probes)
     if config.modalities:
         pool = make_pool_chunked(config.pool_size, config.crop_px, seed=config.seed,
                                  workers=config.pool_workers, modalities=True, **pool_kwargs)

@@ -300,7 +300,7 @@ def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
               pixel_size_A: float = TRAINED_PIXEL_SIZE_A, native_pixel_size_A: tuple[float, float] | None = None,
               resolution_pm: tuple[float, float] | None = None, modalities: bool = False,
               seen_labels: bool = False, modality_shares: dict[str, float] | None = None,
-              progress: Callable[[int, int], None] | None = None):
+              broad_thick_probes: bool = False, progress: Callable[[int, int], None] | None = None):
     """``n`` random scenes: images (n, crop, crop) float32, targets (n, crop, crop)
     float16, the median nearest-neighbour separation (px) of each scene's labelled
     columns (n,) (NaN with fewer than 3), and each scene's ``light_columns`` input (n,)
@@ -317,13 +317,18 @@ def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
     label policy (:data:`LABEL_MIN_SNR`): targets are :data:`IGNORED_TARGET` around unseen
     columns, and thick-support scenes keep their broad probes (merged pairs are unseen).
     ``modality_shares`` overrides the pool shares of some :data:`MODALITY_KINDS` (with
-    ``modalities`` only; see :func:`modality_shares_checked`).
+    ``modalities`` only; see :func:`modality_shares_checked`). ``broad_thick_probes``:
+    thick-support scenes keep their broad probes with either label policy, as in
+    validation (with ``modalities`` only; implied by ``seen_labels``).
     """
     from ._pipeline import positions_to_frame
     from .sampling import resample
 
     if modality_shares and not modalities:
         raise ValueError("modality_shares applies only with modalities=True")
+    if broad_thick_probes and not modalities:
+        raise ValueError("broad_thick_probes applies only with modalities=True")
+    keep_broad_thick = seen_labels or broad_thick_probes
     kinds = modality_shares_checked(modality_shares)
     names = list(kinds)
     shares = np.array([kinds[k] for k in names])
@@ -340,7 +345,7 @@ def make_pool(n: int, crop_px: int, *, seed: int, target: str, target_px: float,
             modality = str(rng.choice(names, p=shares / shares.sum()))
             kwargs = modality_scene_kwargs(modality, kwargs, rng)
         s = sim.simulate(**kwargs)
-        if resolution_pm is not None and not (seen_labels and modality == "thick_support"):  # merged pairs unseen
+        if resolution_pm is not None and not (keep_broad_thick and modality == "thick_support"):
             capped = resolvable_resolution_pm(counted_columns(s), s.pixel_size_A, kwargs["resolution_pm"], resolution_pm[0])
             if capped < kwargs["resolution_pm"]:
                 s = sim.simulate(**{**kwargs, "resolution_pm": capped})
