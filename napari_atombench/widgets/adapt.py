@@ -25,6 +25,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from .._napari.layers import layer_pixel_size_A, points_size_px, unproxied
 from ..models.finetune import finetune, save_adapted_weights
 from ..models.adapted import adapted_model_path
+from ._scroll import scroll_body
 from ._split import SplitControls, show_in_compare
 from ._worker import message_label, set_message, start_job
 from .run_model import PREDICTION_STYLE
@@ -75,6 +76,7 @@ class AdaptWidget(Container):
         message_label(self.status)
         self.extend([self.image, self.labels, self.region, self.model, self.steps, self.save, self.adapt_button,
                      self.cancel_button, self.progress, self.status, self.splitter])
+        scroll_body(self)  # beside the Compare dock on a 1000 px tall screen
         self.adapt_button.changed.connect(self.adapt)
         self.cancel_button.changed.connect(self.cancel)
         self.viewer.layers.events.inserted.connect(self._refresh)

@@ -43,6 +43,7 @@ from ._compare_state import (  # noqa: F401 - KINDS, PALETTES, COLUMNS: this doc
 )
 from ._compare_state import layer_positions as _positions
 from ._compare_ui import build_ui
+from ._scroll import scroll_body
 from ._worker import set_message
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ class CompareWidget(FailureInspector, QWidget):
     # ---------------------------------------------------------------- UI
     def _build_ui(self) -> None:
         build_ui(self)
+        scroll_body(self, keep_top=3)  # beside the Run dock on a 1000 px tall screen; inputs, status, table in view
 
     # ---------------------------------------------------------- choices
     @property

@@ -56,6 +56,7 @@ from ..core.refine import (
 )
 from ._labeling_autosave import AutosaveMixin, write_autosave
 from ._labeling_ui import METHODS, build_controls
+from ._scroll import scroll_body
 from ._state import (  # noqa: F401 - STATUS_* and FIT_FEATURES: public names of this dock
     FIT_FEATURES,
     STATUS_COLOURS,
@@ -83,6 +84,7 @@ class LabelingWidget(AutosaveMixin, Container):
         super().__init__(labels=True)
         self.viewer = unproxied(napari_viewer)  # layers compared as themselves (see unproxied)
         build_controls(self)
+        scroll_body(self)  # beside the Compare dock on a 1000 px tall screen
 
         self.history = EditHistory()
         self._separation_cache: tuple[object, bool, float] | None = None  # (image data, dark, separation)

@@ -27,6 +27,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from .._napari.layers import layer_pixel_size_A, points_size_px, set_layer_pixel_size_A, unproxied
 from ..core.contrast import CONTRASTS
 from ..models.registry import DEFAULT_MODEL, REGISTRY, get_locator, list_adapted_models
+from ._scroll import scroll_body
 from ._split import SplitControls
 from ._worker import message_label, set_message, start_job
 
@@ -119,6 +120,7 @@ class RunModelWidget(Container):
         self.worker = None
         self._on_model()
         self._show_pixel_size()
+        scroll_body(self)  # beside the Compare dock on a 1000 px tall screen
 
     # -- choices
     def _image_layers(self, _=None) -> list[Image]:

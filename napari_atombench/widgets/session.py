@@ -129,9 +129,12 @@ def open_session(
     run_widget.model.value = model
 
     def compare(*_):
-        _, compare_widget = viewer.window.add_plugin_dock_widget("napari-atombench", "Compare to labels")
+        # tabbed with the Run dock and raised: each shows all of itself on a 1600x1000 screen
+        dock, compare_widget = viewer.window.add_plugin_dock_widget("napari-atombench", "Compare to labels",
+                                                                    tabify=True)
         widgets["compare"] = compare_widget
         compare_widget.update_now()
+        dock.raise_()
 
     worker = run_widget.run()
     if worker is None:
