@@ -16,7 +16,7 @@ def _fully_visible(widget) -> bool:
     return widget.height() > 0 and widget.visibleRegion().boundingRect().height() == widget.height()
 
 
-@pytest.mark.parametrize("beside", ["Run atom-locating model", "Label atom columns", "Adapt model to labels"])
+@pytest.mark.parametrize("beside", ["Run atom-locating model", "Label atom columns", "Adapt model to labels", "Benchmark"])
 def test_two_docks_stacked_fit_the_screen_and_keep_the_table_in_view(make_napari_viewer, beside):
     from qtpy.QtWidgets import QApplication
 
@@ -36,6 +36,23 @@ def test_two_docks_stacked_fit_the_screen_and_keep_the_table_in_view(make_napari
     assert window.height() <= 1000
     assert _fully_visible(compare.table_widget)  # the key numbers need no scrolling
     assert compare.table_widget.rowCount() == 1
+
+
+def test_a_dock_alone_does_not_scroll(make_napari_viewer, qtbot):
+    """A scroll area would make a body with word-wrapped labels as tall as its preferred height."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_atombench.widgets._scroll import _VerticalScroll
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-atombench", "Benchmark")  # the tallest dock
+    QApplication.processEvents()
+    (area,) = [a for a in widget.findChildren(_VerticalScroll)]
+    assert area.widget().layout().hasHeightForWidth()
+    # the layout settles over a few event-loop passes; before the fix the bar stayed
+    qtbot.waitUntil(lambda: not area.verticalScrollBar().isVisible(), timeout=3000)
+    assert area.widget().height() == area.viewport().height()
 
 
 def test_main_job_shows_run_and_compare_as_tabs(make_napari_viewer):

@@ -28,6 +28,16 @@ class _VerticalScroll(QScrollArea):
         return QSize(self.widget().minimumSizeHint().width() + self._extra_width(), super().minimumSizeHint().height())
 
 
+class _Body(QWidget):
+    """The scrolled contents. A scroll area makes a body whose layout has height-for-width (any
+    word-wrapped label) as tall as its *preferred* height, so a dock that fitted would scroll;
+    this body asks only for its minimum and takes what the viewport gives beyond it."""
+
+    def heightForWidth(self, width: int) -> int:
+        layout = self.layout()
+        return layout.minimumHeightForWidth(width) if layout is not None else super().heightForWidth(width)
+
+
 class _RelayLayoutRequests(QObject):
     """Tell the scroll area when its body's size hints change (a table gained columns)."""
 
@@ -49,7 +59,7 @@ def scroll_body(widget, keep_top: int = 0) -> QScrollArea:
     native = getattr(widget, "native", widget)
     layout = native.layout()
     kept = [layout.takeAt(0) for _ in range(keep_top)]
-    body = QWidget()
+    body = _Body()
     body.setLayout(layout)  # Qt moves the layout and its child widgets to the body
     area = _VerticalScroll()
     area.setWidgetResizable(True)

@@ -27,6 +27,7 @@ from ..core.dataset import Dataset, generality_note, load_case, open_dataset, se
 from ..core.quality import quality_metrics
 from ..models.registry import get_locator
 from ._benchmark_ui import CASE_PLOTS, SOURCES, build_ui
+from ._scroll import scroll_body
 from ._worker import set_message, start_job
 
 QUALITY_SHOWN = (
@@ -76,6 +77,7 @@ class BenchmarkWidget(QWidget):
 
     def _build(self) -> None:
         build_ui(self)
+        scroll_body(self)  # beside another dock on a 1000 px tall screen
 
     def _on_source_changed(self, source: str) -> None:
         simulated = source == SOURCES[2]
