@@ -98,7 +98,8 @@ class CompareWidget(FailureInspector, QWidget):
     # ---------------------------------------------------------------- UI
     def _build_ui(self) -> None:
         build_ui(self)
-        scroll_body(self, keep_top=3)  # beside the Run dock on a 1000 px tall screen; inputs, status, table in view
+        # beside the Run dock on a 1000 px tall screen: everything down to the metric table stays in view
+        scroll_body(self, keep_top=self.layout().indexOf(self.table_widget) + 1)
 
     # ---------------------------------------------------------- choices
     @property
